@@ -1,0 +1,73 @@
+// Package gitlabemu is a strict, in-process fake of the parts of the GitLab
+// REST API that the rotator depends on (deploy tokens under /api/v4), built
+// from /work/shared/reference/gitlab-api.md.
+//
+// GitLab cannot run in this environment, so the rotator's tests talk to this
+// emulator instead. It is deliberately unforgiving: it refuses what GitLab
+// refuses, with GitLab's status codes and body shapes, so that a rotator that
+// passes here is not relying on leniency GitLab would not show. On top of the
+// API it lets tests move the clock, inject faults and inspect every request.
+//
+// # REST API (/api/v4)
+//
+//	GET    /api/v4/deploy_tokens                          admin only
+//	GET    /api/v4/projects/:id/deploy_tokens             project Maintainer
+//	POST   /api/v4/projects/:id/deploy_tokens             project Maintainer
+//	GET    /api/v4/projects/:id/deploy_tokens/:token_id   project Maintainer
+//	DELETE /api/v4/projects/:id/deploy_tokens/:token_id   project Maintainer
+//	GET    /api/v4/groups/:id/deploy_tokens               group Maintainer
+//	POST   /api/v4/groups/:id/deploy_tokens               group Owner
+//	GET    /api/v4/groups/:id/deploy_tokens/:token_id     group Maintainer
+//	DELETE /api/v4/groups/:id/deploy_tokens/:token_id     group Owner
+//
+// HEAD is accepted wherever GET is. :id is a number or the URL-encoded full
+// path; routing uses the escaped path so "games%2Ffleet" stays one segment.
+// Membership is inherited: a role on a group applies to every project and
+// subgroup below it, and an admin token acts as Owner everywhere.
+//
+// Checks run in this order, mirroring where GitLab evaluates them:
+//  1. token authentication: unknown token 401, expired 401 invalid_token,
+//     revoked 401 (GitLab checks expiry before revocation);
+//  2. token scope: read_api on a write 403 insufficient_scope (GitLab checks
+//     scopes while authenticating, so this precedes the project lookup);
+//  3. project or group lookup: unknown, anonymous or no-role caller 404;
+//  4. role: 403 Forbidden;
+//  5. parameters: 400, all parameter errors joined with ", " as Grape does,
+//     then model errors ({"message": ...}) joined as a sentence.
+//
+// Requests without any token are anonymous: projects and groups are private,
+// so they get the 404 of step 3, and the admin-only instance list gets 401.
+//
+// # Fault endpoints
+//
+// Fault.Endpoint and Request.Endpoint use these logical names (the Endpoint*
+// constants): list_deploy_tokens (project and group lists),
+// list_all_deploy_tokens (instance list), get_deploy_token,
+// create_deploy_token, delete_deploy_token, and unknown (no route, or a
+// method the route does not allow). The registry's /jwt/auth will be added
+// later as jwt_auth.
+//
+// # Control API (tests only)
+//
+// Everything under /-/emulator/ is unauthenticated, is not recorded and is
+// never subject to faults. It exists so that tests and scripts driving the
+// cmd/gitlab-emulator binary can do over HTTP what in-process tests do with
+// methods; never expose it beyond a test network.
+//
+//	GET    /-/emulator/healthz
+//	GET    /-/emulator/clock                       {"now":"RFC3339"}
+//	POST   /-/emulator/clock                       {"now":"RFC3339"} and/or {"advance":"36h"}
+//	GET    /-/emulator/requests                    recorded API requests
+//	DELETE /-/emulator/requests
+//	GET    /-/emulator/requests/summary            {"total":N,"writes":N,"byEndpoint":{},"byStatus":{}}
+//	GET    /-/emulator/faults                      faults with their counters
+//	POST   /-/emulator/faults                      Fault as JSON, delay as a Go duration; answers {"id":N}
+//	DELETE /-/emulator/faults
+//	DELETE /-/emulator/faults/:id
+//	GET    /-/emulator/deploy_tokens?scope=project:7[&reveal=true]
+//	POST   /-/emulator/deploy_tokens               seed {"scope","name","scopes","expires_at","username"}
+//	POST   /-/emulator/deploy_tokens/:id/revoke    UI-style revoke
+//	POST   /-/emulator/projects                    {"id":7,"path":"games/fleet"}
+//	POST   /-/emulator/groups                      {"id":3,"path":"games"}
+//	POST   /-/emulator/access_tokens               AccessToken as JSON, roles as {"project:7":"maintainer"}
+package gitlabemu

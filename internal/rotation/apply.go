@@ -1,0 +1,161 @@
+package rotation
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+
+	"github.com/rotator-dev/rotator/internal/gitlab"
+	"github.com/rotator-dev/rotator/internal/kube"
+)
+
+// Stage names the step of a cycle; metrics and logs use these values.
+type Stage string
+
+const (
+	StageObserve Stage = "observe"
+	StageCreate  Stage = "create"
+	StageVerify  Stage = "verify"
+	StageWrite   Stage = "write"
+	StagePatch   Stage = "patch"
+	StageRevoke  Stage = "revoke"
+)
+
+// Stages lists every stage, for metrics that must exist from start-up.
+var Stages = []Stage{StageObserve, StageCreate, StageVerify, StageWrite, StagePatch, StageRevoke}
+
+// Verifier proves a credential can pull from the registry.
+type Verifier interface {
+	Verify(ctx context.Context, registryHost string, cred gitlab.Credential) error
+}
+
+// StageError is a failure at one stage.
+type StageError struct {
+	Stage Stage
+	Err   error
+}
+
+func (e StageError) Error() string { return string(e.Stage) + ": " + e.Err.Error() }
+func (e StageError) Unwrap() error { return e.Err }
+
+// Outcome is what Apply did.
+type Outcome struct {
+	Created *gitlab.DeployToken
+	Written int
+	Patched int
+	Revoked int
+	// RevokesHeld counts revocations skipped because a target did not get
+	// the new token; the old token keeps those targets pulling.
+	RevokesHeld int
+	Errors      []StageError
+}
+
+// Failed reports whether any step failed.
+func (o Outcome) Failed() bool { return len(o.Errors) > 0 }
+
+// Err joins the failures, nil when there were none.
+func (o Outcome) Err() error {
+	errs := make([]error, len(o.Errors))
+	for i, e := range o.Errors {
+		errs[i] = e
+	}
+	return errors.Join(errs...)
+}
+
+// Applier carries out plans.
+type Applier struct {
+	GitLab  gitlab.DeployTokens
+	Cluster kube.Cluster
+	// Verifier may be nil; then a successful create is the only proof.
+	Verifier Verifier
+	Policy   Policy
+	Log      *slog.Logger
+}
+
+// Apply carries out plan. The order is what keeps pulls working: a new token
+// is proven before any Secret holds it, every Secret holds it before any
+// old token is revoked, and a failed write holds back every revocation.
+func (a *Applier) Apply(ctx context.Context, plan Plan, obs Observed) Outcome {
+	var out Outcome
+	fail := func(stage Stage, err error) { out.Errors = append(out.Errors, StageError{Stage: stage, Err: err}) }
+
+	var (
+		token gitlab.DeployToken
+		cred  gitlab.Credential
+	)
+	if plan.Rotation != nil {
+		var err error
+		token, cred, err = a.GitLab.Create(ctx, plan.Rotation.Request)
+		if err != nil {
+			a.Log.Error("create token failed", "action", "create", "name", plan.Rotation.Request.Name, "reason", plan.Rotation.Reason, "error", err)
+			fail(StageCreate, err)
+			return out
+		}
+		out.Created = &token
+		a.Log.Info("created token", "action", "create", "token_id", token.ID, "name", token.Name, "expires_at", token.ExpiresAt, "reason", plan.Rotation.Reason)
+
+		if a.Verifier != nil {
+			if err := a.Verifier.Verify(ctx, a.Policy.RegistryHost, cred); err != nil {
+				a.Log.Error("new token failed verification; revoking it and keeping the old one", "action", "verify", "token_id", token.ID, "error", err)
+				fail(StageVerify, fmt.Errorf("verify token %d: %w", token.ID, err))
+				if err := a.GitLab.Delete(ctx, token.ID); err != nil {
+					fail(StageRevoke, err)
+				}
+				return out
+			}
+			a.Log.Info("verified token against the registry", "action", "verify", "token_id", token.ID)
+		}
+	} else if plan.Current != nil {
+		token = *plan.Current
+		if _, source := CurrentToken(obs); source != nil {
+			cred = source.Credential
+		}
+	}
+
+	writesFailed := 0
+	for _, w := range plan.Writes {
+		err := a.Cluster.WritePullSecret(ctx, w.Namespace, w.Name, kube.PullSecretContent{
+			RegistryHost: a.Policy.RegistryHost,
+			Credential:   cred,
+			Token:        token,
+			RotatedAt:    plan.Now,
+		})
+		if err != nil {
+			writesFailed++
+			a.Log.Error("write secret failed", "action", "write", "namespace", w.Namespace, "secret", w.Name, "reason", w.Reason, "error", err)
+			fail(StageWrite, err)
+			continue
+		}
+		out.Written++
+		a.Log.Info("wrote secret", "action", "write", "namespace", w.Namespace, "secret", w.Name, "token_id", token.ID, "reason", w.Reason)
+	}
+
+	for _, p := range plan.Patches {
+		if err := a.Cluster.AddImagePullSecret(ctx, p.Namespace, p.Name, p.SecretName); err != nil {
+			a.Log.Error("patch serviceaccount failed", "action", "patch", "namespace", p.Namespace, "serviceaccount", p.Name, "reason", p.Reason, "error", err)
+			fail(StagePatch, err)
+			continue
+		}
+		out.Patched++
+		a.Log.Info("patched serviceaccount", "action", "patch", "namespace", p.Namespace, "serviceaccount", p.Name, "secret", p.SecretName, "reason", p.Reason)
+	}
+
+	if writesFailed > 0 {
+		out.RevokesHeld = len(plan.Revokes)
+		if out.RevokesHeld > 0 {
+			a.Log.Warn("keeping old tokens: not every target holds the new one", "action", "revoke", "held", out.RevokesHeld, "failed_writes", writesFailed)
+		}
+		return out
+	}
+	for _, r := range plan.Revokes {
+		if err := a.GitLab.Delete(ctx, r.TokenID); err != nil {
+			a.Log.Error("revoke token failed", "action", "revoke", "token_id", r.TokenID, "name", r.Name, "reason", r.Reason, "error", err)
+			fail(StageRevoke, err)
+			continue
+		}
+		out.Revoked++
+		a.Log.Info("revoked token", "action", "revoke", "token_id", r.TokenID, "name", r.Name, "reason", r.Reason)
+	}
+	return out
+}
