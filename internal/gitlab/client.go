@@ -22,7 +22,7 @@ import (
 type Options struct {
 	BaseURL   string
 	Token     secret.Value
-	CAPool    *x509.CertPool // added to the system roots; nil for system roots only
+	CAPool    *x509.CertPool // trusted roots; nil for the system roots
 	Project   string         // numeric id or full path; exactly one of Project and Group
 	Group     string
 	Timeout   time.Duration // per request

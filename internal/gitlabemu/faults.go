@@ -14,7 +14,7 @@ type Fault struct {
 	Method   string // "" = any
 	Endpoint string // an Endpoint* name, "" = any
 	Scope    string // "project:<id>" or "group:<id>", "" = any
-	OnCall   int    // fire on the Nth matching request (1-based); 0 = from the first
+	OnCall   int    // fire on the Nth matching request since injection (1-based); 0 = from the first
 	// Times is how many consecutive matching requests it fires on once it has
 	// started; 0 means once if OnCall > 0 and forever if OnCall == 0.
 	Times  int

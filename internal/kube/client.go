@@ -10,6 +10,8 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
+	"k8s.io/client-go/tools/clientcmd"
 	"k8s.io/client-go/util/retry"
 )
 
@@ -193,4 +195,28 @@ func (c *Client) AddImagePullSecret(ctx context.Context, namespace, serviceAccou
 		return fmt.Errorf("patch serviceaccount %s/%s: %w", namespace, serviceAccount, err)
 	}
 	return nil
+}
+
+// RESTConfig loads a kubeconfig file, or the in-cluster config when path is
+// empty, and bounds every request by timeout.
+func RESTConfig(path string, timeout time.Duration) (*rest.Config, error) {
+	var (
+		cfg *rest.Config
+		err error
+	)
+	if path == "" {
+		cfg, err = rest.InClusterConfig()
+	} else {
+		cfg, err = clientcmd.BuildConfigFromFlags("", path)
+	}
+	if err != nil {
+		where := "in-cluster config"
+		if path != "" {
+			where = "kubeconfig " + path
+		}
+		return nil, fmt.Errorf("%s: %w", where, err)
+	}
+	cfg.Timeout = timeout
+	cfg.UserAgent = "rotator"
+	return cfg, nil
 }

@@ -1,0 +1,265 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
+	"k8s.io/client-go/kubernetes"
+
+	"github.com/rotator-dev/rotator/internal/config"
+	"github.com/rotator-dev/rotator/internal/gitlab"
+	"github.com/rotator-dev/rotator/internal/kube"
+	"github.com/rotator-dev/rotator/internal/rotation"
+	"github.com/rotator-dev/rotator/internal/secret"
+	"github.com/rotator-dev/rotator/internal/version"
+)
+
+// Exit statuses; scripts and CronJobs depend on them.
+const (
+	exitOK     = 0
+	exitFailed = 1
+	exitUsage  = 2
+)
+
+// exitError carries an exit status with its one-line message.
+type exitError struct {
+	code int
+	err  error
+}
+
+func (e *exitError) Error() string { return e.err.Error() }
+
+func usageErr(err error) error  { return &exitError{code: exitUsage, err: err} }
+func failedErr(err error) error { return &exitError{code: exitFailed, err: err} }
+
+// app is one invocation: its streams and environment.
+type app struct {
+	stdout, stderr io.Writer
+	env            func(string) (string, bool)
+}
+
+func run(args []string, stdout, stderr io.Writer, env func(string) (string, bool)) int {
+	a := &app{stdout: stdout, stderr: stderr, env: env}
+	root := a.rootCommand()
+	root.SetArgs(args)
+	root.SetOut(stdout)
+	root.SetErr(stderr)
+
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	err := root.ExecuteContext(ctx)
+	if err == nil {
+		return exitOK
+	}
+	code := exitUsage // cobra's own errors are about arguments and flags
+	var ee *exitError
+	if errors.As(err, &ee) {
+		code = ee.code
+	}
+	fmt.Fprintf(stderr, "rotator: %s\n", strings.Join(strings.Fields(err.Error()), " "))
+	return code
+}
+
+func (a *app) rootCommand() *cobra.Command {
+	root := &cobra.Command{
+		Use:   "rotator",
+		Short: "Rotate a GitLab deploy token into Kubernetes image pull Secrets",
+		Long: `rotator keeps image pulls from a private GitLab container registry working.
+
+Each cycle lists the managed deploy tokens in GitLab, reads every target Secret
+and ServiceAccount, decides what to do, and only then acts: it creates one new
+read_registry deploy token when the current one is due, writes it into every
+target Secret in place, makes every target ServiceAccount list the Secret, and
+revokes superseded tokens only after every Secret holds the new one.
+
+Configuration comes from a YAML file (--config), then ROTATOR_* environment
+variables, then flags; each later source wins. The GitLab API token is read
+from a file, never from a flag.`,
+		SilenceUsage:  true,
+		SilenceErrors: true,
+	}
+	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return usageErr(err) })
+	root.AddCommand(a.runOnceCommand(), a.checkConfigCommand(), a.versionCommand())
+	return root
+}
+
+func (a *app) versionCommand() *cobra.Command {
+	return &cobra.Command{
+		Use:   "version",
+		Short: "Print the version and the Go toolchain that built it",
+		Args:  noArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			fmt.Fprintf(a.stdout, "rotator %s (%s)\n", version.Version, version.GoVersion())
+			return nil
+		},
+	}
+}
+
+func (a *app) checkConfigCommand() *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "check-config",
+		Short: "Validate the configuration and print the effective config, without secrets",
+		Long: `check-config loads the config file, environment and flags exactly as run-once
+does, validates them, reads the GitLab API token file and the CA bundle, and
+prints the effective configuration with the token redacted. It makes no
+network calls. Exit status 0 when valid, 2 when not.`,
+		Args: noArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			cfg, err := a.loadConfig(cmd.Flags())
+			if err != nil {
+				return err
+			}
+			fmt.Fprint(a.stdout, cfg.Redacted())
+			return nil
+		},
+	}
+	config.RegisterFlags(cmd.Flags())
+	return cmd
+}
+
+func (a *app) runOnceCommand() *cobra.Command {
+	var opts rotation.Options
+	cmd := &cobra.Command{
+		Use:   "run-once",
+		Short: "Run one rotation cycle, then exit",
+		Long: `run-once runs one cycle: observe GitLab and the cluster, decide, and apply.
+
+It prints the actions as JSON log lines on stderr and a one-line summary on
+stdout. Exit status: 0 when the cycle succeeded (including when there was
+nothing to do), 1 when it failed, 2 for bad configuration or usage.
+
+The environment variable ROTATOR_NOW (RFC 3339) replaces the current time in
+every decision; it exists for tests that move the GitLab emulator's clock.`,
+		Example: `  rotator run-once --config /etc/rotator/config.yaml
+  rotator run-once --config /etc/rotator/config.yaml --dry-run
+  rotator run-once --config /etc/rotator/config.yaml --force`,
+		Args: noArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			cfg, err := a.loadConfig(cmd.Flags())
+			if err != nil {
+				return err
+			}
+			log := newLogger(a.stderr, cfg.Log)
+			now, err := a.clock(log)
+			if err != nil {
+				return err
+			}
+			runner, err := newRunner(cfg, log, now)
+			if err != nil {
+				return err
+			}
+			rep := runner.RunOnce(cmd.Context(), opts)
+			if opts.DryRun {
+				fmt.Fprint(a.stdout, rep.Plan.Describe())
+				if rep.Err != nil {
+					return failedErr(rep.Err)
+				}
+				return nil
+			}
+			fmt.Fprintln(a.stdout, rep.Summary())
+			if rep.Err != nil {
+				return failedErr(errors.New("cycle failed"))
+			}
+			return nil
+		},
+	}
+	cmd.Flags().BoolVar(&opts.Force, "force", false, "rotate now even if the current token is not due")
+	cmd.Flags().BoolVar(&opts.DryRun, "dry-run", false, "print the plan and write nothing to GitLab or Kubernetes")
+	config.RegisterFlags(cmd.Flags())
+	return cmd
+}
+
+func noArgs(cmd *cobra.Command, args []string) error {
+	if len(args) > 0 {
+		return usageErr(fmt.Errorf("%s takes no arguments, got %q", cmd.CommandPath(), args[0]))
+	}
+	return nil
+}
+
+func (a *app) loadConfig(flags *pflag.FlagSet) (*config.Config, error) {
+	cfg, err := config.Load(config.Sources{Env: a.env, Flags: flags})
+	if err != nil {
+		return nil, usageErr(err)
+	}
+	return cfg, nil
+}
+
+// clock honours ROTATOR_NOW, the test clock of design.md.
+func (a *app) clock(log *slog.Logger) (func() time.Time, error) {
+	v, ok := a.env("ROTATOR_NOW")
+	if !ok || v == "" {
+		return time.Now, nil
+	}
+	t, err := time.Parse(time.RFC3339, v)
+	if err != nil {
+		return nil, usageErr(fmt.Errorf("ROTATOR_NOW: %q is not an RFC 3339 time", v))
+	}
+	log.Warn("ROTATOR_NOW is set: every decision uses this time instead of the clock; never set it in production", "now", t.UTC().Format(time.RFC3339))
+	return func() time.Time { return t }, nil
+}
+
+func newLogger(w io.Writer, c config.Log) *slog.Logger {
+	var level slog.Level
+	_ = level.UnmarshalText([]byte(c.Level))
+	opts := &slog.HandlerOptions{Level: level}
+	if c.Format == "text" {
+		return slog.New(slog.NewTextHandler(w, opts))
+	}
+	return slog.New(slog.NewJSONHandler(w, opts))
+}
+
+// newRunner builds the GitLab and Kubernetes clients. It makes no network
+// call, so a bad config fails here before anything is written.
+func newRunner(cfg *config.Config, log *slog.Logger, now func() time.Time) (*rotation.Runner, error) {
+	gl, err := gitlab.NewClient(gitlab.Options{
+		BaseURL:   cfg.GitLab.URL,
+		Token:     secret.New(cfg.APIToken()),
+		CAPool:    cfg.CAPool(),
+		Project:   cfg.GitLab.Project,
+		Group:     cfg.GitLab.Group,
+		Timeout:   cfg.GitLab.Timeout.Std(),
+		UserAgent: "rotator/" + version.Version,
+	})
+	if err != nil {
+		return nil, usageErr(err)
+	}
+	restCfg, err := kube.RESTConfig(cfg.Kubeconfig, cfg.GitLab.Timeout.Std())
+	if err != nil {
+		return nil, usageErr(err)
+	}
+	cs, err := kubernetes.NewForConfig(restCfg)
+	if err != nil {
+		return nil, usageErr(fmt.Errorf("kubernetes client: %w", err))
+	}
+	var targets []rotation.TargetSpec
+	for _, t := range cfg.EffectiveTargets() {
+		targets = append(targets, rotation.TargetSpec{
+			Namespace: t.Namespace, NamespaceSelector: t.NamespaceSelector,
+			SecretName: t.SecretName, ServiceAccounts: t.ServiceAccounts,
+		})
+	}
+	return &rotation.Runner{
+		GitLab:  gl,
+		Cluster: kube.NewClient(cs),
+		Policy: rotation.Policy{
+			Prefix:       cfg.Token.Prefix,
+			Scopes:       cfg.Token.Scopes,
+			Lifetime:     cfg.Token.Lifetime.Std(),
+			RenewBefore:  cfg.Token.RenewBefore.Std(),
+			RegistryHost: cfg.GitLab.RegistryHost,
+		},
+		Targets: targets,
+		Now:     now,
+		Log:     log,
+	}, nil
+}
