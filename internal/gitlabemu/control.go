@@ -42,8 +42,8 @@ func validateFault(f Fault) error {
 			return err
 		}
 	}
-	if f.Status == 0 && !f.ResetConnection && f.Delay == 0 {
-		return errors.New("fault does nothing: set status, delay or resetConnection")
+	if f.Status == 0 && !f.ResetConnection && f.Delay == 0 && len(f.Header) == 0 {
+		return errors.New("fault does nothing: set status, delay, header or resetConnection")
 	}
 	return nil
 }

@@ -38,14 +38,25 @@
 // Requests without any token are anonymous: projects and groups are private,
 // so they get the 404 of step 3, and the admin-only instance list gets 401.
 //
-// # Fault endpoints
+// # Faults
 //
 // Fault.Endpoint and Request.Endpoint use these logical names (the Endpoint*
 // constants): list_deploy_tokens (project and group lists),
 // list_all_deploy_tokens (instance list), get_deploy_token,
 // create_deploy_token, delete_deploy_token, and unknown (no route, or a
 // method the route does not allow). The registry's /jwt/auth will be added
-// later as jwt_auth.
+// later as jwt_auth. Fault.Scope ("project:7") narrows a fault to one
+// project or group. Each fault counts its own matching requests from the
+// moment it is installed, so OnCall: 2 means "the second matching request
+// after InjectFault". Default answers: 429 is Rack::Attack's plain
+// "Retry later" with RateLimit-* and Retry-After headers (RateLimit-Limit
+// 2000, RateLimit-Reset one wall-clock second ahead); any other status gets
+// {"message":"<code> <reason>"}. Normal answers never carry RateLimit-*
+// headers unless a header-only fault adds them.
+//
+// Over the control API a fault is JSON with the fields method, endpoint,
+// scope, onCall, times, status, body, header, delay (a Go duration such as
+// "1.5s"), resetConnection and afterHandling; unknown fields are refused.
 //
 // # Control API (tests only)
 //

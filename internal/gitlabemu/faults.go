@@ -18,9 +18,12 @@ type Fault struct {
 	// Times is how many consecutive matching requests it fires on once it has
 	// started; 0 means once if OnCall > 0 and forever if OnCall == 0.
 	Times  int
-	Status int               // status to answer; 0 = keep the real answer (Delay only)
-	Body   string            // default: GitLab-shaped body for Status
-	Header map[string]string // extra or overriding response headers
+	Status int    // status to answer; 0 = keep the real answer (Delay/Header only)
+	Body   string // default: GitLab-shaped body for Status
+	// Header adds or overrides response headers: on the fault's own answer
+	// when Status is set, otherwise on the real answer (e.g. a low
+	// RateLimit-Limit to exercise client-side throttling).
+	Header map[string]string
 	// Delay sleeps before answering; the request is dropped if the client
 	// gives up first. Without AfterHandling nothing has happened yet.
 	Delay           time.Duration
@@ -129,8 +132,9 @@ func cloneHeaderMap(m map[string]string) map[string]string {
 type faultPlan struct {
 	delayBefore time.Duration
 	delayAfter  time.Duration
-	delayFault  int
-	answer      *faultState // a copy, safe to use without the lock
+	headers     map[string]string // from firing faults that keep the real answer
+	passive     int               // first firing fault that did not replace the answer
+	answer      *faultState       // a copy, safe to use without the lock
 }
 
 // matchFaults counts the request against every fault and collects the ones
@@ -153,14 +157,23 @@ func (s *Server) matchFaults(method string, rt route) faultPlan {
 			} else {
 				plan.delayBefore += f.Delay
 			}
-			if plan.delayFault == 0 {
-				plan.delayFault = f.id
-			}
 		}
-		if plan.answer == nil && (f.Status != 0 || f.ResetConnection) {
-			c := *f
-			c.Header = cloneHeaderMap(f.Header)
-			plan.answer = &c
+		if f.Status != 0 || f.ResetConnection {
+			if plan.answer == nil {
+				c := *f
+				c.Header = cloneHeaderMap(f.Header)
+				plan.answer = &c
+			}
+			continue
+		}
+		if plan.passive == 0 {
+			plan.passive = f.id
+		}
+		for k, v := range f.Header {
+			if plan.headers == nil {
+				plan.headers = map[string]string{}
+			}
+			plan.headers[k] = v
 		}
 	}
 	return plan

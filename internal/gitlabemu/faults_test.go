@@ -105,6 +105,22 @@ func TestFaultBodies(t *testing.T) {
 	}
 }
 
+func TestHeaderOnlyFaultDecoratesRealAnswer(t *testing.T) {
+	e := newEnv(t)
+	e.emu.SeedDeployToken("project:7", "n", []string{"read_registry"}, nil)
+	id := e.emu.InjectFault(Fault{Endpoint: EndpointListDeployTokens, OnCall: 1, Header: map[string]string{"RateLimit-Limit": "60"}})
+	r := e.do("GET", "/api/v4/projects/7/deploy_tokens", patMaintainer, "", "")
+	if r.status != 200 || !strings.Contains(r.body, `"name":"n"`) || r.header.Get("RateLimit-Limit") != "60" || r.header.Get("X-Total") != "1" {
+		t.Errorf("decorated answer = %d %s %v", r.status, r.body, r.header)
+	}
+	if reqs := e.emu.Requests(); reqs[0].Fault != id || reqs[0].Status != 200 {
+		t.Errorf("recorded %+v", reqs[0])
+	}
+	if r := e.do("GET", "/api/v4/projects/7/deploy_tokens", patMaintainer, "", ""); r.header.Get("RateLimit-Limit") != "" {
+		t.Error("one-shot header fault fired twice")
+	}
+}
+
 func TestFaultAfterHandling(t *testing.T) {
 	name, scopes := "n", []string{"read_registry"}
 	opt := &gitlab.CreateProjectDeployTokenOptions{Name: &name, Scopes: &scopes}

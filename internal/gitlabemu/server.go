@@ -211,8 +211,15 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		s.mu.Unlock()
 	}
 
+	// The fault the record names: the one that decided the answer if any,
+	// else the first that only delayed or decorated it.
+	faultID := plan.passive
+	if plan.answer != nil {
+		faultID = plan.answer.id
+	}
+
 	if plan.delayBefore > 0 && !sleepCtx(r, plan.delayBefore) {
-		finish(StatusClientClosed, plan.delayFault)
+		finish(StatusClientClosed, faultID)
 		return
 	}
 
@@ -227,18 +234,20 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 
 	if plan.delayAfter > 0 && !sleepCtx(r, plan.delayAfter) {
-		finish(StatusClientClosed, plan.delayFault)
+		finish(StatusClientClosed, faultID)
 		return
 	}
 
-	faultID := plan.delayFault
-	if ans != nil {
-		faultID = ans.id
-		if ans.ResetConnection {
-			finish(0, faultID)
-			resetConnection(w)
-			return
+	switch {
+	case ans == nil:
+		for k, v := range plan.headers {
+			resp.header.Set(k, v)
 		}
+	case ans.ResetConnection:
+		finish(0, faultID)
+		resetConnection(w)
+		return
+	default:
 		resp = ans.response()
 	}
 	resp.write(w, r.Method == http.MethodHead)
