@@ -72,6 +72,10 @@ func observeSecret(s *corev1.Secret, registryHost string) *PullSecret {
 		ps.Problem = err.Error()
 		return ps
 	}
+	if fp, ok := s.Annotations[AnnotationFingerprint]; ok && fp != fingerprint(cred) {
+		ps.Problem = "credential was changed outside the rotator"
+		return ps
+	}
 	ps.Credential = cred
 	return ps
 }
@@ -154,6 +158,7 @@ func fill(s *corev1.Secret, content PullSecretContent) error {
 		delete(s.Annotations, AnnotationExpiresAt)
 	}
 	s.Annotations[AnnotationRotatedAt] = content.RotatedAt.UTC().Format(time.RFC3339)
+	s.Annotations[AnnotationFingerprint] = fingerprint(content.Credential)
 	return nil
 }
 

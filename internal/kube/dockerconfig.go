@@ -1,7 +1,9 @@
 package kube
 
 import (
+	"crypto/sha256"
 	"encoding/base64"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -84,4 +86,10 @@ func renderDockerConfig(existing []byte, host string, cred gitlab.Credential) ([
 		return nil, errors.New("encode .dockerconfigjson")
 	}
 	return out, nil
+}
+
+// fingerprint identifies a credential without revealing it.
+func fingerprint(cred gitlab.Credential) string {
+	sum := sha256.Sum256([]byte(cred.Username + ":" + cred.Password.Reveal()))
+	return hex.EncodeToString(sum[:8])
 }

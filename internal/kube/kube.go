@@ -19,6 +19,9 @@ const (
 	AnnotationTokenName = "rotator.dev/token-name"
 	AnnotationExpiresAt = "rotator.dev/token-expires-at"
 	AnnotationRotatedAt = "rotator.dev/rotated-at"
+	// AnnotationFingerprint lets the rotator tell its own copy from one edited
+	// by hand; it is a truncated SHA-256 of a high-entropy token, not the token.
+	AnnotationFingerprint = "rotator.dev/credential-sha256"
 )
 
 // PullSecret is what the rotator observed of one target Secret.
