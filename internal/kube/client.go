@@ -223,5 +223,8 @@ func RESTConfig(path string, timeout time.Duration) (*rest.Config, error) {
 	}
 	cfg.Timeout = timeout
 	cfg.UserAgent = "rotator"
+	// client-go's default of 5 requests a second makes a first run over a
+	// few dozen namespaces crawl; the rotator's bursts are short and rare.
+	cfg.QPS, cfg.Burst = 50, 100
 	return cfg, nil
 }

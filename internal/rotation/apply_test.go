@@ -61,7 +61,6 @@ func (failingVerifier) Verify(context.Context, string, gitlab.Credential) error 
 	return errors.New("registry said 401")
 }
 
-
 func TestApplyOrder(t *testing.T) {
 	obs := Observed{Now: now, Tokens: []gitlab.DeployToken{token(5, at(time.Hour))},
 		Targets: []TargetState{target("a", holding(5)), target("b", holding(5), ServiceAccountState{Name: "default", Exists: true})}}

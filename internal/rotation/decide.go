@@ -73,7 +73,7 @@ func Decide(obs Observed, policy Policy, force bool) Plan {
 		if !rotate && tok.ID == current.ID {
 			continue
 		}
-		plan.Revokes = append(plan.Revokes, Revocation{TokenID: tok.ID, Name: tok.Name, Reason: RevokeReason(tok, current, obs)})
+		plan.Revokes = append(plan.Revokes, Revocation{TokenID: tok.ID, Name: tok.Name, Reason: RevokeReason(tok, plan.Current, obs)})
 	}
 	return plan
 }
@@ -200,7 +200,8 @@ func SecretStale(s *kube.PullSecret, current gitlab.DeployToken, source *kube.Pu
 	return false, ""
 }
 
-// RevokeReason says why a managed token other than the current one goes.
+// RevokeReason says why a managed token other than the current one goes;
+// current is nil when the plan creates the token that replaces it.
 func RevokeReason(tok gitlab.DeployToken, current *gitlab.DeployToken, obs Observed) string {
 	switch {
 	case tok.Revoked:

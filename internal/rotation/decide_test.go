@@ -111,6 +111,8 @@ func TestDecidePlans(t *testing.T) {
 		revokes  []int64
 		warnings int
 		synced   map[string]bool
+		// revokeReasons, when set, must each appear in the matching reason.
+		revokeReasons []string
 	}
 	cases := []struct {
 		name  string
@@ -132,7 +134,7 @@ func TestDecidePlans(t *testing.T) {
 			name: "rotation revokes the old token and orphans",
 			obs: Observed{Now: now, Tokens: []gitlab.DeployToken{token(5, at(time.Hour)), token(7, at(25*24*time.Hour))},
 				Targets: []TargetState{target("a", holding(5))}},
-			want: want{rotate: true, writes: []string{"a"}, revokes: []int64{5, 7}, synced: map[string]bool{"a/gitlab": false}},
+			want: want{rotate: true, writes: []string{"a"}, revokes: []int64{5, 7}, revokeReasons: []string{"superseded by the new token", "orphaned"}, synced: map[string]bool{"a/gitlab": false}},
 		},
 		{
 			name: "deleted secret is restored from another copy without a new token",
@@ -213,6 +215,11 @@ func TestDecidePlans(t *testing.T) {
 					if revokes[i] != tc.want.revokes[i] {
 						t.Errorf("revokes = %v, want %v", revokes, tc.want.revokes)
 					}
+				}
+			}
+			for i, want := range tc.want.revokeReasons {
+				if i >= len(plan.Revokes) || !strings.Contains(plan.Revokes[i].Reason, want) {
+					t.Errorf("revoke %d reason: got %+v, want %q", i, plan.Revokes, want)
 				}
 			}
 			if len(plan.Warnings) != tc.want.warnings {
