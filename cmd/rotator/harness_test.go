@@ -108,6 +108,8 @@ func newWorld(t *testing.T) *world {
 	w.configPath = filepath.Join(dir, "config.yaml")
 	w.writeConfig(projectPath)
 	w.env = map[string]string{"KUBECONFIG": cluster.KubeconfigPath}
+	// Every world's output is searched for every credential it ever saw.
+	t.Cleanup(w.assertNoLeaks)
 	return w
 }
 

@@ -8,7 +8,10 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
+	"github.com/rotator-dev/rotator/internal/gitlab"
 	"github.com/rotator-dev/rotator/internal/gitlabemu"
+	"github.com/rotator-dev/rotator/internal/kube"
+	"github.com/rotator-dev/rotator/internal/secret"
 )
 
 func TestFirstRunThenNoOp(t *testing.T) {
@@ -392,5 +395,69 @@ func TestAdoptsHandMadeSecret(t *testing.T) {
 	}
 	if !strings.Contains(string(s.Data[corev1.DockerConfigJsonKey]), `"docker.io"`) {
 		t.Fatal("other registry entries were dropped")
+	}
+}
+
+// A crash halfway through the writes leaves the targets split between the
+// new and the old token. The next cycle finishes the job with the new one:
+// no further token, the old one revoked.
+func TestResumesAfterCrashBetweenWrites(t *testing.T) {
+	w := newWorld(t)
+	w.mustRun("run-once")
+	old := w.assertConverged()
+
+	far := w.now.Add(30 * 24 * time.Hour)
+	fresh := w.emu.SeedDeployToken(scope, "k8s-pull-20261203-100000", []string{"read_registry"}, &far)
+	must(t, kube.NewClient(cluster.Clientset).WritePullSecret(w.ctx(), w.namespaces[0], "gitlab", kube.PullSecretContent{
+		RegistryHost: registry,
+		Credential:   gitlab.Credential{Username: fresh.Username, Password: secret.New(fresh.Token)},
+		Token:        gitlab.DeployToken{ID: fresh.ID, Name: fresh.Name, ExpiresAt: fresh.ExpiresAt},
+		RotatedAt:    w.now,
+	}))
+
+	w.advance(time.Minute)
+	g0 := w.gitlabWrites()
+	w.mustRun("run-once")
+	got := w.assertConverged()
+	if got.ID != fresh.ID {
+		t.Fatalf("converged on %d, want the newer held token %d (old %d)", got.ID, fresh.ID, old.ID)
+	}
+	if g := w.gitlabWrites() - g0; g != 1 {
+		t.Fatalf("GitLab writes %d, want exactly the one revoke", g)
+	}
+}
+
+// A target that cannot take the new token keeps the old one alive.
+func TestFailedTargetHoldsRevocationBack(t *testing.T) {
+	w := newWorld(t)
+	w.mustRun("run-once")
+	old := w.assertConverged()
+	// Type is immutable: an Opaque Secret cannot be converted in place.
+	ns := w.namespaces[1]
+	must(t, cluster.Clientset.CoreV1().Secrets(ns).Delete(w.ctx(), "gitlab", metav1.DeleteOptions{}))
+	_, err := cluster.Clientset.CoreV1().Secrets(ns).Create(w.ctx(), &corev1.Secret{
+		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "gitlab"}, Type: corev1.SecretTypeOpaque,
+		Data: map[string][]byte{"x": []byte("y")}}, metav1.CreateOptions{})
+	must(t, err)
+
+	w.advance(25 * 24 * time.Hour)
+	code, _, stderr := w.run("run-once")
+	if code != 1 || !strings.Contains(stderr, "cannot be changed in place") {
+		t.Fatalf("exit %d: %s", code, stderr)
+	}
+	// The healthy target got the new token; the old one was not revoked.
+	user, _ := decodeAuth(t, w.secret(w.namespaces[0]))
+	if user == old.Username {
+		t.Fatal("healthy target did not get the new token")
+	}
+	stillThere := false
+	for _, tok := range w.managed(true) {
+		stillThere = stillThere || tok.ID == old.ID
+	}
+	if !stillThere {
+		t.Fatal("old token revoked while a target lacks the new one")
+	}
+	if got := string(w.secret(ns).Type); got != string(corev1.SecretTypeOpaque) {
+		t.Fatalf("secret type changed to %s", got)
 	}
 }
