@@ -69,11 +69,12 @@ func Decide(obs Observed, policy Policy, force bool) Plan {
 		plan.Synced[key] = synced
 	}
 
+	held := heldTokenIDs(obs)
 	for _, tok := range obs.Tokens {
 		if !rotate && tok.ID == current.ID {
 			continue
 		}
-		plan.Revokes = append(plan.Revokes, Revocation{TokenID: tok.ID, Name: tok.Name, Reason: RevokeReason(tok, plan.Current, obs)})
+		plan.Revokes = append(plan.Revokes, Revocation{TokenID: tok.ID, Name: tok.Name, Reason: RevokeReason(tok, plan.Current, held[tok.ID], obs.Now)})
 	}
 	return plan
 }
@@ -90,12 +91,16 @@ func TokenName(prefix string, now time.Time) string {
 // minting another token. source is a Secret that holds it, from which the
 // credential can be copied.
 func CurrentToken(obs Observed) (current *gitlab.DeployToken, source *kube.PullSecret) {
+	byID := make(map[int64]*gitlab.DeployToken, len(obs.Tokens))
+	for i := range obs.Tokens {
+		byID[obs.Tokens[i].ID] = &obs.Tokens[i]
+	}
 	for _, ts := range obs.Targets {
 		s := ts.Secret
 		if !holdsSomeToken(s) {
 			continue
 		}
-		tok := findToken(obs.Tokens, s.TokenID)
+		tok := byID[s.TokenID]
 		if tok == nil || !tok.Active(obs.Now) || tok.Username != s.Credential.Username {
 			continue
 		}
@@ -201,14 +206,15 @@ func SecretStale(s *kube.PullSecret, current gitlab.DeployToken, source *kube.Pu
 }
 
 // RevokeReason says why a managed token other than the current one goes;
-// current is nil when the plan creates the token that replaces it.
-func RevokeReason(tok gitlab.DeployToken, current *gitlab.DeployToken, obs Observed) string {
+// current is nil when the plan creates the token that replaces it, and held
+// says whether some target Secret still names tok.
+func RevokeReason(tok gitlab.DeployToken, current *gitlab.DeployToken, held bool, now time.Time) string {
 	switch {
 	case tok.Revoked:
 		return "revoked in GitLab; removing the leftover"
-	case !tok.Active(obs.Now):
+	case !tok.Active(now):
 		return "expired at " + tok.ExpiresAt.UTC().Format(time.RFC3339)
-	case heldByAnyTarget(tok.ID, obs):
+	case held:
 		if current == nil {
 			return "superseded by the new token"
 		}
@@ -217,11 +223,12 @@ func RevokeReason(tok gitlab.DeployToken, current *gitlab.DeployToken, obs Obser
 	return "orphaned: no target Secret holds it"
 }
 
-func heldByAnyTarget(id int64, obs Observed) bool {
+func heldTokenIDs(obs Observed) map[int64]bool {
+	held := make(map[int64]bool, len(obs.Targets))
 	for _, ts := range obs.Targets {
-		if ts.Secret != nil && ts.Secret.TokenID == id {
-			return true
+		if ts.Secret != nil && ts.Secret.TokenID != 0 {
+			held[ts.Secret.TokenID] = true
 		}
 	}
-	return false
+	return held
 }
