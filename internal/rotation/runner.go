@@ -44,7 +44,6 @@ type Report struct {
 func (r *Runner) RunOnce(ctx context.Context, opts Options) Report {
 	started := time.Now()
 	rep := Report{Started: started}
-	defer func() { rep.Duration = time.Since(started) }()
 
 	obs, err := Observe(ctx, r.GitLab, r.Cluster, r.Targets, r.Policy, r.Now().UTC())
 	rep.Observed = obs
