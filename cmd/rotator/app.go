@@ -160,10 +160,11 @@ every decision; it exists for tests that move the GitLab emulator's clock.`,
 			}
 			rep := runner.RunOnce(cmd.Context(), opts)
 			if opts.DryRun {
-				fmt.Fprint(a.stdout, rep.Plan.Describe())
 				if rep.Err != nil {
+					// No plan was made; an empty one would read as "nothing to do".
 					return failedErr(rep.Err)
 				}
+				fmt.Fprint(a.stdout, rep.Plan.Describe())
 				return nil
 			}
 			fmt.Fprintln(a.stdout, rep.Summary())

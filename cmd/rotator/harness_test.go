@@ -113,7 +113,9 @@ func newWorld(t *testing.T) *world {
 	return w
 }
 
-func (w *world) writeConfig(project string) {
+func (w *world) writeConfig(project string) { w.writeConfigFor(project, registry) }
+
+func (w *world) writeConfigFor(project, registryHost string) {
 	cfg := fmt.Sprintf(`gitlab:
   url: %s
   allowInsecureHTTP: true
@@ -126,7 +128,7 @@ token:
 targets:
   - namespace: %s
   - namespace: %s
-`, w.url, w.patFile, project, registry, w.namespaces[0], w.namespaces[1])
+`, w.url, w.patFile, project, registryHost, w.namespaces[0], w.namespaces[1])
 	must(w.t, os.WriteFile(w.configPath, []byte(cfg), 0o600))
 }
 
@@ -222,7 +224,7 @@ func (w *world) serviceAccount(ns, name string) *corev1.ServiceAccount {
 func (w *world) managed(activeOnly bool) []gitlabemu.DeployToken {
 	var out []gitlabemu.DeployToken
 	for _, t := range w.emu.DeployTokens(scope) {
-		if !strings.HasPrefix(t.Name, "k8s-pull") {
+		if !strings.HasPrefix(t.Name, "k8s-pull-") {
 			continue
 		}
 		if activeOnly && (t.Revoked || (t.ExpiresAt != nil && w.now.After(*t.ExpiresAt))) {

@@ -380,8 +380,8 @@ func TestGitLabErrorsChangeNothing(t *testing.T) {
 func TestAdoptsHandMadeSecret(t *testing.T) {
 	w := newWorld(t)
 	far := w.now.Add(365 * 24 * time.Hour)
-	manual := w.emu.SeedDeployToken(scope, "k8s-pull-manual", []string{"read_registry"}, &far)
-	_ = manual
+	// The howto's example name: the prefix alone is not a managed name.
+	manual := w.emu.SeedDeployToken(scope, "k8s-pull", []string{"read_registry"}, &far)
 	ns := w.namespaces[0]
 	hand := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "gitlab"}, Type: corev1.SecretTypeDockerConfigJson,
 		Data: map[string][]byte{corev1.DockerConfigJsonKey: []byte(`{"auths":{"` + registry + `":{"auth":"aGFuZDptYWRl"},"docker.io":{"auth":"ZDpo"}}}`)}}
@@ -395,6 +395,33 @@ func TestAdoptsHandMadeSecret(t *testing.T) {
 	}
 	if !strings.Contains(string(s.Data[corev1.DockerConfigJsonKey]), `"docker.io"`) {
 		t.Fatal("other registry entries were dropped")
+	}
+	kept := false
+	for _, tok := range w.emu.DeployTokens(scope) {
+		kept = kept || (tok.ID == manual.ID && !tok.Revoked)
+	}
+	if !kept {
+		t.Fatal("the hand-made token was revoked; it is not managed")
+	}
+}
+
+// After a registry host change no Secret keeps the revoked token under the
+// old host's entry.
+func TestRegistryHostChange(t *testing.T) {
+	w := newWorld(t)
+	w.mustRun("run-once")
+	old := w.assertConverged()
+	w.writeConfigFor(projectPath, "registry.moved.example")
+	w.advance(time.Minute)
+	w.mustRun("run-once")
+	if tok := w.managed(true); len(tok) != 1 || tok[0].ID == old.ID {
+		t.Fatalf("managed tokens after host change: %v", ids(tok))
+	}
+	for _, ns := range w.namespaces {
+		data := string(w.secret(ns).Data[corev1.DockerConfigJsonKey])
+		if strings.Contains(data, registry) || !strings.Contains(data, "registry.moved.example") {
+			t.Fatalf("secret %s auths after host change: old entry kept or new one missing", ns)
+		}
 	}
 }
 

@@ -135,7 +135,7 @@ func (c *Client) WritePullSecret(ctx context.Context, namespace, name string, co
 const fieldManager = "rotator"
 
 func fill(s *corev1.Secret, content PullSecretContent) error {
-	data, err := renderDockerConfig(s.Data[corev1.DockerConfigJsonKey], content.RegistryHost, content.Credential)
+	data, err := renderDockerConfig(s.Data[corev1.DockerConfigJsonKey], content.RegistryHost, s.Annotations[AnnotationRegistryHost], content.Credential)
 	if err != nil {
 		return err
 	}
@@ -159,6 +159,7 @@ func fill(s *corev1.Secret, content PullSecretContent) error {
 	}
 	s.Annotations[AnnotationRotatedAt] = content.RotatedAt.UTC().Format(time.RFC3339)
 	s.Annotations[AnnotationFingerprint] = fingerprint(content.Credential)
+	s.Annotations[AnnotationRegistryHost] = content.RegistryHost
 	return nil
 }
 

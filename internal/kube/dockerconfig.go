@@ -62,8 +62,10 @@ func parseDockerConfig(data []byte, host string) (gitlab.Credential, error) {
 }
 
 // renderDockerConfig sets host's entry in existing (which may be empty or
-// unparseable, in which case it starts afresh) and keeps every other entry.
-func renderDockerConfig(existing []byte, host string, cred gitlab.Credential) ([]byte, error) {
+// unparseable, in which case it starts afresh), removes the entry of
+// previousHost (the rotator's own entry under an earlier registry host), and
+// keeps every other entry.
+func renderDockerConfig(existing []byte, host, previousHost string, cred gitlab.Credential) ([]byte, error) {
 	var cfg dockerConfig
 	if len(existing) == 0 || json.Unmarshal(existing, &cfg) != nil {
 		cfg = dockerConfig{}
@@ -79,6 +81,9 @@ func renderDockerConfig(existing []byte, host string, cred gitlab.Credential) ([
 	})
 	if err != nil {
 		return nil, errors.New("encode .dockerconfigjson entry")
+	}
+	if previousHost != "" && previousHost != host {
+		delete(cfg.Auths, previousHost)
 	}
 	cfg.Auths[host] = entry
 	out, err := json.Marshal(cfg)

@@ -11,7 +11,7 @@ import (
 func TestDockerConfigRoundTripKeepsOtherRegistries(t *testing.T) {
 	existing := []byte(`{"auths":{"docker.io":{"auth":"ZDpo"},"registry.example":{"auth":"b2xkOm9sZA=="}}}`)
 	cred := gitlab.Credential{Username: "gitlab+deploy-token-3", Password: secret.New("gldt-aaaaaaaaaaaaaaaaaaaa")}
-	out, err := renderDockerConfig(existing, "registry.example", cred)
+	out, err := renderDockerConfig(existing, "registry.example", "", cred)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -49,5 +49,17 @@ func TestFingerprintChangesWithCredential(t *testing.T) {
 	b := fingerprint(gitlab.Credential{Username: "u", Password: secret.New("p2")})
 	if a == b || len(a) != 16 || strings.Contains(a, "p1") {
 		t.Fatalf("fingerprints %q %q", a, b)
+	}
+}
+
+func TestRegistryHostChangeDropsTheOldEntry(t *testing.T) {
+	existing := []byte(`{"auths":{"docker.io":{"auth":"ZDpo"},"old.example":{"auth":"b2xkOm9sZA=="}}}`)
+	cred := gitlab.Credential{Username: "u", Password: secret.New("p")}
+	out, err := renderDockerConfig(existing, "new.example", "old.example", cred)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if strings.Contains(string(out), "old.example") || !strings.Contains(string(out), "docker.io") || !strings.Contains(string(out), "new.example") {
+		t.Fatalf("auths = %s", out)
 	}
 }

@@ -19,6 +19,10 @@ const (
 	AnnotationTokenName = "rotator.dev/token-name"
 	AnnotationExpiresAt = "rotator.dev/token-expires-at"
 	AnnotationRotatedAt = "rotator.dev/rotated-at"
+	// AnnotationRegistryHost records which auths entry is the rotator's, so
+	// that a registry host change removes the old entry instead of leaving
+	// a revoked token behind in it.
+	AnnotationRegistryHost = "rotator.dev/registry-host"
 	// AnnotationFingerprint lets the rotator tell its own copy from one edited
 	// by hand; it is a truncated SHA-256 of a high-entropy token, not the token.
 	AnnotationFingerprint = "rotator.dev/credential-sha256"

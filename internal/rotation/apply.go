@@ -83,6 +83,8 @@ func (a *Applier) Apply(ctx context.Context, plan Plan, obs Observed) Outcome {
 	var (
 		token gitlab.DeployToken
 		cred  gitlab.Credential
+		// rotatedAt stays the token's creation time when a repair copies it.
+		rotatedAt = plan.Now
 	)
 	if plan.Rotation != nil {
 		var err error
@@ -110,6 +112,9 @@ func (a *Applier) Apply(ctx context.Context, plan Plan, obs Observed) Outcome {
 		token = *plan.Current
 		if _, source := CurrentToken(obs); source != nil {
 			cred = source.Credential
+			if source.RotatedAt != nil {
+				rotatedAt = *source.RotatedAt
+			}
 		}
 	}
 
@@ -119,7 +124,7 @@ func (a *Applier) Apply(ctx context.Context, plan Plan, obs Observed) Outcome {
 			RegistryHost: a.Policy.RegistryHost,
 			Credential:   cred,
 			Token:        token,
-			RotatedAt:    plan.Now,
+			RotatedAt:    rotatedAt,
 		})
 		if err != nil {
 			writesFailed++

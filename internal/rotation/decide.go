@@ -11,9 +11,11 @@ import (
 	"github.com/rotator-dev/rotator/internal/schedule"
 )
 
-// IsManaged reports whether the rotator owns a token of this name.
+// IsManaged reports whether the rotator owns a token of this name: the
+// prefix and a dash, as TokenName writes it. A hand-made token named just
+// "k8s-pull" (the manual howto's example) is therefore left alone.
 func IsManaged(name, prefix string) bool {
-	return name != ReservedTokenName && strings.HasPrefix(name, prefix)
+	return name != ReservedTokenName && strings.HasPrefix(name, prefix+"-")
 }
 
 // Decide computes the plan from observed state. It is pure: the same input

@@ -244,7 +244,8 @@ func TestDecidePlans(t *testing.T) {
 func TestIsManaged(t *testing.T) {
 	for name, want := range map[string]bool{
 		"k8s-pull-20261203-120000": true,
-		"k8s-pull":                 true,
+		"k8s-pull":                 false,
+		"k8s-puller-1":             false,
 		"ci-token":                 false,
 		"gitlab-deploy-token":      false,
 	} {
@@ -252,7 +253,7 @@ func TestIsManaged(t *testing.T) {
 			t.Errorf("IsManaged(%q) = %v, want %v", name, got, want)
 		}
 	}
-	if IsManaged("gitlab-deploy-token", "gitlab") {
+	if IsManaged("gitlab-deploy-token", "gitlab-deploy") {
 		t.Error("the reserved name must never be managed, whatever the prefix")
 	}
 }
