@@ -153,6 +153,13 @@ func TestSecretDeletedOrEditedIsRepairedWithoutGitLabWrites(t *testing.T) {
 			_, err := cluster.Clientset.CoreV1().Secrets(ns).Update(w.ctx(), s, metav1.UpdateOptions{})
 			must(t, err)
 		}},
+		{"credential edited and fingerprint removed", func(ns string) {
+			s := w.secret(ns)
+			s.Data[corev1.DockerConfigJsonKey] = dockerConfig(tok.Username, "gldt-typo")
+			delete(s.Annotations, kube.AnnotationFingerprint)
+			_, err := cluster.Clientset.CoreV1().Secrets(ns).Update(w.ctx(), s, metav1.UpdateOptions{})
+			must(t, err)
+		}},
 		{"entry for the registry removed", func(ns string) {
 			s := w.secret(ns)
 			s.Data[corev1.DockerConfigJsonKey] = []byte(`{"auths":{"other.example":{"auth":"eDp5"}}}`)

@@ -72,8 +72,10 @@ func observeSecret(s *corev1.Secret, registryHost string) *PullSecret {
 		ps.Problem = err.Error()
 		return ps
 	}
-	if fp, ok := s.Annotations[AnnotationFingerprint]; ok && fp != fingerprint(cred) {
-		ps.Problem = "credential was changed outside the rotator"
+	// Every rotator write sets the fingerprint, so a managed copy without a
+	// matching one was edited by hand and must never be copied elsewhere.
+	if fp, ok := s.Annotations[AnnotationFingerprint]; (ok || ps.Managed) && fp != fingerprint(cred) {
+		ps.Problem = "credential was changed outside the rotator (fingerprint missing or different)"
 		return ps
 	}
 	ps.Credential = cred
