@@ -203,7 +203,8 @@ func (e *APIError) Error() string {
 func describe(err error) error {
 	var er *gl.ErrorResponse
 	if errors.As(err, &er) && er.Response != nil {
-		msg := strings.TrimSpace(er.Message)
+		// client-go prefixes plain-text bodies (a 429's "Retry later") with this.
+		msg := strings.TrimSpace(strings.TrimPrefix(er.Message, "failed to parse unknown error format: "))
 		if len(msg) > 200 {
 			msg = msg[:200] + "…"
 		}
