@@ -206,15 +206,7 @@ func clock(args []string) error {
 	advance := fs.String("advance", "", "move the clock forward by this Go duration (d allowed, e.g. 21d)")
 	_ = fs.Parse(args)
 	if *advance != "" {
-		d := *advance
-		if days, ok := strings.CutSuffix(d, "d"); ok {
-			var n int
-			if _, err := fmt.Sscanf(days, "%d", &n); err != nil {
-				return fmt.Errorf("--advance %q", d)
-			}
-			d = fmt.Sprintf("%dh", n*24)
-		}
-		body := strings.NewReader(fmt.Sprintf(`{"advance":%q}`, d))
+		body := strings.NewReader(fmt.Sprintf(`{"advance":%q}`, *advance))
 		resp, err := http.Post(*emulator+"/-/emulator/clock", "application/json", body)
 		if err != nil {
 			return err

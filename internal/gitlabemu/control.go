@@ -56,10 +56,28 @@ func (d duration) MarshalJSON() ([]byte, error) {
 	return json.Marshal(time.Duration(d).String())
 }
 
+// parseDuration is time.ParseDuration plus a leading whole-day part ("21d",
+// "1d12h"), the unit clock moves in tests are naturally written in.
+func parseDuration(s string) (time.Duration, error) {
+	var days time.Duration
+	if i := strings.Index(s, "d"); i > 0 {
+		n, err := strconv.Atoi(s[:i])
+		if err != nil {
+			return 0, fmt.Errorf("duration %q: bad day count", s)
+		}
+		days, s = time.Duration(n)*24*time.Hour, s[i+1:]
+		if s == "" {
+			return days, nil
+		}
+	}
+	v, err := time.ParseDuration(s)
+	return days + v, err
+}
+
 func (d *duration) UnmarshalJSON(b []byte) error {
 	var s string
 	if err := json.Unmarshal(b, &s); err == nil {
-		v, err := time.ParseDuration(s)
+		v, err := parseDuration(s)
 		if err != nil {
 			return err
 		}
@@ -192,7 +210,7 @@ func (s *Server) control(r *http.Request) *response {
 				return controlError(http.StatusBadRequest, err)
 			}
 			if in.Now == nil && in.Advance == nil {
-				return errorResponse(http.StatusBadRequest, `set "now" (RFC 3339) and/or "advance" (Go duration)`)
+				return errorResponse(http.StatusBadRequest, `set "now" (RFC 3339) and/or "advance" (Go duration, days allowed: "21d")`)
 			}
 			if in.Now != nil {
 				s.SetNow(*in.Now)

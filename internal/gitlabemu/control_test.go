@@ -311,3 +311,14 @@ func TestWorldControl(t *testing.T) {
 		t.Errorf("unknown control route = %d", st)
 	}
 }
+
+func TestParseDurationDays(t *testing.T) {
+	for in, want := range map[string]time.Duration{"21d": 21 * 24 * time.Hour, "1d12h": 36 * time.Hour, "90m": 90 * time.Minute} {
+		if got, err := parseDuration(in); err != nil || got != want {
+			t.Errorf("parseDuration(%q) = %s, %v; want %s", in, got, err, want)
+		}
+	}
+	if _, err := parseDuration("xd"); err == nil {
+		t.Error("parseDuration(\"xd\") accepted")
+	}
+}
