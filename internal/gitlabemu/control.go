@@ -121,31 +121,16 @@ type requestJSON struct {
 	Body     string `json:"body"`
 }
 
+// controlTokenJSON is the API entity plus what tests need to see.
 type controlTokenJSON struct {
-	ID        int64    `json:"id"`
-	Name      string   `json:"name"`
-	Username  string   `json:"username"`
-	ExpiresAt *string  `json:"expires_at"`
-	Scopes    []string `json:"scopes"`
-	Revoked   bool     `json:"revoked"`
-	Expired   bool     `json:"expired"` // the API's lagging flag
-	Usable    bool     `json:"usable"`  // whether Authenticate would accept it now
-	Scope     string   `json:"scope"`
-	Token     string   `json:"token,omitempty"`
+	tokenJSON
+	Usable bool   `json:"usable"` // whether Authenticate would accept it now
+	Scope  string `json:"scope"`
+	Token  string `json:"token,omitempty"`
 }
 
 func (s *Server) controlToken(t DeployToken, now time.Time, reveal bool) controlTokenJSON {
-	c := controlTokenJSON{
-		ID:        t.ID,
-		Name:      t.Name,
-		Username:  t.Username,
-		ExpiresAt: formatGitLabTime(t.ExpiresAt),
-		Scopes:    sortScopes(t.Scopes),
-		Revoked:   t.Revoked,
-		Expired:   t.expiredFlagAt(now),
-		Usable:    t.usableAt(now),
-		Scope:     t.Scope,
-	}
+	c := controlTokenJSON{tokenJSON: entity(&t, now), Usable: t.usableAt(now), Scope: t.Scope}
 	if reveal {
 		c.Token = t.Token
 	}

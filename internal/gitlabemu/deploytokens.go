@@ -313,13 +313,18 @@ func pageURL(r *http.Request, page string, perPage int) string {
 	return scheme + "://" + r.Host + r.URL.EscapedPath() + "?" + q.Encode()
 }
 
+// authorizedToken runs the checks get and delete share; callers hold s.mu.
+func (s *Server) authorizedToken(r *http.Request, rt route) (int, *response) {
+	if _, deny := s.authorize(r, &rt, requiredRole(rt.kind, r.Method)); deny != nil {
+		return 0, deny
+	}
+	return s.findToken(rt)
+}
+
 func (s *Server) getDeployToken(r *http.Request, rt route) *response {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if _, deny := s.authorize(r, &rt, requiredRole(rt.kind, r.Method)); deny != nil {
-		return deny
-	}
-	i, miss := s.findToken(rt)
+	i, miss := s.authorizedToken(r, rt)
 	if miss != nil {
 		return miss
 	}
@@ -351,10 +356,7 @@ func (s *Server) createDeployToken(r *http.Request, rt route, body []byte) *resp
 func (s *Server) deleteDeployToken(r *http.Request, rt route) *response {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if _, deny := s.authorize(r, &rt, requiredRole(rt.kind, r.Method)); deny != nil {
-		return deny
-	}
-	i, miss := s.findToken(rt)
+	i, miss := s.authorizedToken(r, rt)
 	if miss != nil {
 		return miss
 	}
