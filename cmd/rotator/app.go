@@ -249,9 +249,12 @@ func newRunner(cfg *config.Config, log *slog.Logger, now func() time.Time) (*rot
 			SecretName: t.SecretName, ServiceAccounts: t.ServiceAccounts,
 		})
 	}
+	cluster := kube.NewClient(cs)
+	cluster.OnEventError(func(err error) { log.Warn("could not record an Event", "error", err) })
 	return &rotation.Runner{
 		GitLab:  gl,
-		Cluster: kube.NewClient(cs),
+		Cluster: cluster,
+		Events:  cluster,
 		Policy: rotation.Policy{
 			Prefix:       cfg.Token.Prefix,
 			Scopes:       cfg.Token.Scopes,

@@ -189,12 +189,19 @@ func (w *world) advance(d time.Duration) {
 
 // k8sWrites counts the rotator's write requests in this world's namespaces,
 // read from the API server's audit log.
-func (w *world) k8sWrites() int {
+func (w *world) k8sWrites() int { return w.k8sWritesTo("") }
+
+// k8sWritesTo counts only writes to one resource ("secrets", "events"…);
+// "" counts all.
+func (w *world) k8sWritesTo(resource string) int {
 	w.t.Helper()
 	evs, err := cluster.Writes("rotator")
 	must(w.t, err)
 	n := 0
 	for _, ev := range evs {
+		if resource != "" && ev.ObjectRef.Resource != resource {
+			continue
+		}
 		for _, ns := range w.namespaces {
 			if ev.ObjectRef.Namespace == ns {
 				n++
@@ -351,4 +358,24 @@ func apiExpiredFlag(t *testing.T, w *world, id int64) bool {
 	}
 	must(t, json.NewDecoder(resp.Body).Decode(&body))
 	return body.Expired
+}
+
+// assertEvents checks that the target Secret in ns has Events with each
+// reason, and that no Event message holds a credential.
+func (w *world) assertEvents(ns string, reasons ...string) {
+	w.t.Helper()
+	list, err := cluster.Clientset.CoreV1().Events(ns).List(w.ctx(), metav1.ListOptions{})
+	must(w.t, err)
+	have := map[string]bool{}
+	for _, ev := range list.Items {
+		if ev.InvolvedObject.Kind == "Secret" && ev.InvolvedObject.Name == "gitlab" {
+			have[ev.Reason] = true
+			w.transcript.WriteString(ev.Message + "\n")
+		}
+	}
+	for _, r := range reasons {
+		if !have[r] {
+			w.t.Fatalf("no %s Event on %s/gitlab; have %v", r, ns, have)
+		}
+	}
 }

@@ -27,10 +27,13 @@ func TestFirstRunThenNoOp(t *testing.T) {
 	if want := w.now.Add(30 * 24 * time.Hour); tok.ExpiresAt == nil || !tok.ExpiresAt.Equal(want) {
 		t.Fatalf("expires_at = %v, want %v", tok.ExpiresAt, want)
 	}
-	// 1 create in GitLab; 2 Secret creates and 4 ServiceAccount updates.
-	if g, k := w.gitlabWrites(), w.k8sWrites(); g != 1 || k != 6 {
-		t.Fatalf("first run writes: gitlab %d (want 1), kubernetes %d (want 6)", g, k)
+	// 1 create in GitLab; 2 Secret creates and 4 ServiceAccount updates,
+	// plus one Rotated and two ServiceAccountPatched Events per Secret.
+	g, s, sa, ev := w.gitlabWrites(), w.k8sWritesTo("secrets"), w.k8sWritesTo("serviceaccounts"), w.k8sWritesTo("events")
+	if g != 1 || s != 2 || sa != 4 || ev != 6 {
+		t.Fatalf("first run writes: gitlab %d (want 1), secrets %d (2), serviceaccounts %d (4), events %d (6)", g, s, sa, ev)
 	}
+	w.assertEvents(w.namespaces[0], "Rotated", "ServiceAccountPatched")
 
 	w.advance(time.Hour)
 	g0, k0 := w.gitlabWrites(), w.k8sWrites()
@@ -351,7 +354,7 @@ func TestGitLabErrorsChangeNothing(t *testing.T) {
 			// Make rotation due so the failure happens on the way to a write.
 			w.advance(25 * 24 * time.Hour)
 			tc.setup(w)
-			g0, k0 := w.gitlabWrites(), w.k8sWrites()
+			g0, k0, e0 := w.gitlabWrites(), w.k8sWrites(), w.k8sWritesTo("events")
 			rows0 := len(w.emu.DeployTokens(""))
 			code, _, stderr := w.run("run-once")
 			if code != 1 {
@@ -360,8 +363,18 @@ func TestGitLabErrorsChangeNothing(t *testing.T) {
 			if !strings.Contains(stderr, tc.want) {
 				t.Fatalf("stderr does not name %s: %s", tc.want, stderr)
 			}
-			if k := w.k8sWrites() - k0; k != 0 {
+			// Only RotationFailed Events may be written, one per target.
+			events := w.k8sWritesTo("events") - e0
+			if k := w.k8sWrites() - k0 - events; k != 0 {
 				t.Fatalf("kubernetes writes after GitLab error: %d", k)
+			}
+			if tc.name == "500 on create" {
+				if events != len(w.namespaces) {
+					t.Fatalf("RotationFailed events: %d", events)
+				}
+				w.assertEvents(w.namespaces[0], "RotationFailed")
+			} else if events != 0 {
+				t.Fatalf("events written although the cycle failed before deciding: %d", events)
 			}
 			// A refused or failed create counts as a request but changes nothing.
 			if rows := len(w.emu.DeployTokens("")); rows != rows0 {

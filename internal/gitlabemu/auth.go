@@ -25,23 +25,14 @@ func tokenFromRequest(r *http.Request) string {
 	return ""
 }
 
-// authenticate resolves the caller. A nil token with a nil error is an
-// anonymous caller. The order (unknown, expired, revoked, scope) is GitLab's
-// AccessTokenValidationService order. Caller holds s.mu.
+// authenticate resolves the caller for the deploy-token API. A nil token
+// with a nil error is an anonymous caller. The order (unknown, expired,
+// revoked, scope) is GitLab's AccessTokenValidationService order. Caller
+// holds s.mu.
 func (s *Server) authenticate(r *http.Request) (*AccessToken, *response) {
-	secret := tokenFromRequest(r)
-	if secret == "" {
-		return nil, nil
-	}
-	pat, ok := s.pats[secret]
-	if !ok {
-		return nil, messageResponse(http.StatusUnauthorized, "401 Unauthorized")
-	}
-	if pat.ExpiresAt != nil && s.now.After(*pat.ExpiresAt) {
-		return nil, invalidToken(expiredDescription)
-	}
-	if pat.Revoked {
-		return nil, invalidToken(revokedDescription)
+	pat, deny := s.authenticateAnyScope(r)
+	if pat == nil || deny != nil {
+		return nil, deny
 	}
 	if !scopeAllows(pat.Scopes, r.Method) {
 		resp := jsonResponse(http.StatusForbidden, struct {
@@ -51,6 +42,26 @@ func (s *Server) authenticate(r *http.Request) (*AccessToken, *response) {
 		}{"insufficient_scope", scopeDescription, "api"})
 		resp.header.Set("WWW-Authenticate", `Bearer realm="Protected by OAuth 2.0", error="insufficient_scope", error_description="`+scopeDescription+`", scope="api"`)
 		return nil, resp
+	}
+	return pat, nil
+}
+
+// authenticateAnyScope is authenticate without the scope check (unknown,
+// expired, revoked), for endpoints any scope may call. Caller holds s.mu.
+func (s *Server) authenticateAnyScope(r *http.Request) (*AccessToken, *response) {
+	secret := tokenFromRequest(r)
+	if secret == "" {
+		return nil, nil
+	}
+	pat, ok := s.pats[secret]
+	if !ok {
+		return nil, messageResponse(http.StatusUnauthorized, "401 Unauthorized")
+	}
+	if pat.expiredAt(s.now) {
+		return nil, invalidToken(expiredDescription)
+	}
+	if pat.Revoked {
+		return nil, invalidToken(revokedDescription)
 	}
 	return &pat, nil
 }

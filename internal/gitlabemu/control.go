@@ -18,13 +18,14 @@ import (
 // knownEndpoints guards Fault.Endpoint against typos, which would otherwise
 // make a fault silently never fire.
 var knownEndpoints = map[string]bool{
-	"":                          true,
-	EndpointListDeployTokens:    true,
-	EndpointListAllDeployTokens: true,
-	EndpointGetDeployToken:      true,
-	EndpointCreateDeployToken:   true,
-	EndpointDeleteDeployToken:   true,
-	EndpointUnknown:             true,
+	"":                                 true,
+	EndpointListDeployTokens:           true,
+	EndpointListAllDeployTokens:        true,
+	EndpointGetDeployToken:             true,
+	EndpointCreateDeployToken:          true,
+	EndpointDeleteDeployToken:          true,
+	EndpointGetPersonalAccessTokenSelf: true,
+	EndpointUnknown:                    true,
 }
 
 func validateFault(f Fault) error {

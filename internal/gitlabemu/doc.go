@@ -19,6 +19,7 @@
 //	POST   /api/v4/groups/:id/deploy_tokens               group Owner
 //	GET    /api/v4/groups/:id/deploy_tokens/:token_id     group Maintainer
 //	DELETE /api/v4/groups/:id/deploy_tokens/:token_id     group Owner
+//	GET    /api/v4/personal_access_tokens/self            any valid token, any scope
 //
 // HEAD is accepted wherever GET is. :id is a number or the URL-encoded full
 // path; routing uses the escaped path so "games%2Ffleet" stays one segment.
@@ -38,13 +39,27 @@
 // Requests without any token are anonymous: projects and groups are private,
 // so they get the 404 of step 3, and the admin-only instance list gets 401.
 //
+// /personal_access_tokens/self describes the calling API token (GitLab 15.5+;
+// project and group access tokens answer it too). It runs step 1 only:
+// unknown, expired and revoked tokens get the same 401s as everywhere, an
+// anonymous caller gets 401, and any scope (read_api, read_user, ...) may
+// call it. The 200 body is GitLab's PersonalAccessToken entity: id (stable
+// per token, assigned when it is first added), name "rotator", revoked,
+// created_at (when it was first added, emulator clock), scopes, user_id 1,
+// last_used_at null, active, and expires_at as a date (YYYY-MM-DD) or null.
+// GitLab stores that date and stops accepting the token at 00:00 UTC on it;
+// AccessToken.ExpiresAt is an instant, so the date shown is its UTC date
+// (never later than the token really works), and an ExpiresAt at midnight
+// UTC matches GitLab's date. Only GET and HEAD are served; the
+// self-revoke and self-rotate calls are not emulated.
+//
 // # Faults
 //
 // Fault.Endpoint and Request.Endpoint use these logical names (the Endpoint*
 // constants): list_deploy_tokens (project and group lists),
 // list_all_deploy_tokens (instance list), get_deploy_token,
-// create_deploy_token, delete_deploy_token, and unknown (no route, or a
-// method the route does not allow). The registry's /jwt/auth will be added
+// create_deploy_token, delete_deploy_token, get_personal_access_token_self,
+// and unknown (no route, or a method the route does not allow). The registry's /jwt/auth will be added
 // later as jwt_auth. Fault.Scope ("project:7") narrows a fault to one
 // project or group. Each fault counts its own matching requests from the
 // moment it is installed, so OnCall: 2 means "the second matching request

@@ -42,6 +42,12 @@ func (s *Server) route(r *http.Request) route {
 			rt.endpoint = EndpointListAllDeployTokens
 		}
 		return rt
+	case len(seg) == 2 && seg[0] == "personal_access_tokens" && seg[1] == "self":
+		rt.allowed = []string{http.MethodGet, http.MethodHead}
+		if isGet(r.Method) {
+			rt.endpoint = EndpointGetPersonalAccessTokenSelf
+		}
+		return rt
 	case (len(seg) == 3 || len(seg) == 4) && (seg[0] == "projects" || seg[0] == "groups") && seg[2] == "deploy_tokens":
 	default:
 		return rt
@@ -111,6 +117,8 @@ func (s *Server) handleAPI(r *http.Request, rt route, body []byte) *response {
 		return s.createDeployToken(r, rt, body)
 	case EndpointDeleteDeployToken:
 		return s.deleteDeployToken(r, rt)
+	case EndpointGetPersonalAccessTokenSelf:
+		return s.getPersonalAccessTokenSelf(r)
 	}
 	return errorResponse(http.StatusNotFound, "404 Not Found")
 }

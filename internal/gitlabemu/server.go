@@ -18,7 +18,9 @@ const (
 	EndpointGetDeployToken      = "get_deploy_token"       // GET /projects|groups/:id/deploy_tokens/:token_id
 	EndpointCreateDeployToken   = "create_deploy_token"    // POST /projects|groups/:id/deploy_tokens
 	EndpointDeleteDeployToken   = "delete_deploy_token"    // DELETE /projects|groups/:id/deploy_tokens/:token_id
-	EndpointUnknown             = "unknown"                // no route, or a method the route does not allow
+	// GET /personal_access_tokens/self: the caller's own API token.
+	EndpointGetPersonalAccessTokenSelf = "get_personal_access_token_self"
+	EndpointUnknown                    = "unknown" // no route, or a method the route does not allow
 )
 
 // maxBody bounds what the emulator buffers per request; GitLab's own limits
@@ -34,6 +36,7 @@ type Server struct {
 	projects    map[int64]string
 	groups      map[int64]string
 	pats        map[string]AccessToken
+	nextPATID   int64          // ids of API tokens, assigned on first AddAccessToken
 	tokens      []*DeployToken // ordered by id; DELETE removes rows
 	nextTokenID int64
 	faults      []*faultState

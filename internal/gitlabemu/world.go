@@ -72,6 +72,11 @@ type AccessToken struct {
 	Revoked   bool            // revoked tokens get GitLab's "Token was revoked" 401
 	Roles     map[string]Role // "project:<id>" or "group:<id>" -> role
 	Admin     bool            // instance admin: Owner everywhere, may list all deploy tokens
+
+	// Set by AddAccessToken and kept when a token is replaced, for
+	// GET /personal_access_tokens/self.
+	id        int64
+	createdAt time.Time
 }
 
 // DeployToken is one deploy-token row as GitLab stores it, including the
@@ -209,11 +214,20 @@ func (s *Server) AddGroup(id int64, fullPath string) {
 	s.groups[id] = strings.Trim(fullPath, "/")
 }
 
-// AddAccessToken registers (or replaces, keyed by Token) an API token.
+// AddAccessToken registers (or replaces, keyed by Token) an API token. A new
+// token gets the next id and the current clock as its creation time; a
+// replaced one keeps both, as editing a token in GitLab would.
 func (s *Server) AddAccessToken(t AccessToken) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	s.pats[t.Token] = t.clone()
+	c := t.clone()
+	if old, ok := s.pats[t.Token]; ok {
+		c.id, c.createdAt = old.id, old.createdAt
+	} else {
+		s.nextPATID++
+		c.id, c.createdAt = s.nextPATID, s.now
+	}
+	s.pats[t.Token] = c
 }
 
 // lookupNamespace resolves a route's :id (already unescaped) to a numeric id.

@@ -15,15 +15,22 @@ import (
 	"k8s.io/client-go/util/retry"
 )
 
-// Client implements Cluster with a client-go clientset.
+// Client implements Cluster and EventSink with a client-go clientset.
 type Client struct {
-	cs kubernetes.Interface
+	cs           kubernetes.Interface
+	onEventError func(error)
 }
 
-var _ Cluster = (*Client)(nil)
+var (
+	_ Cluster   = (*Client)(nil)
+	_ EventSink = (*Client)(nil)
+)
 
 // NewClient wraps a clientset. Request timeouts belong on its rest.Config.
 func NewClient(cs kubernetes.Interface) *Client { return &Client{cs: cs} }
+
+// OnEventError sets where failures to record Events are reported.
+func (c *Client) OnEventError(f func(error)) { c.onEventError = f }
 
 func (c *Client) Namespaces(ctx context.Context, selector string) ([]string, error) {
 	list, err := c.cs.CoreV1().Namespaces().List(ctx, metav1.ListOptions{LabelSelector: selector})

@@ -5,6 +5,9 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
 
 	"github.com/rotator-dev/rotator/internal/gitlab"
 	"github.com/rotator-dev/rotator/internal/kube"
@@ -45,10 +48,16 @@ type Outcome struct {
 	Written int
 	Patched int
 	Revoked int
+	// RevokedIDs are the tokens deleted, including a new token that failed
+	// verification.
+	RevokedIDs []int64
 	// RevokesHeld counts revocations skipped because a target did not get
 	// the new token; the old token keeps those targets pulling.
 	RevokesHeld int
-	Errors      []StageError
+	// FailedTargets marks targets ("namespace/secret") whose write or
+	// ServiceAccount patch failed.
+	FailedTargets map[string]bool
+	Errors        []StageError
 }
 
 // Failed reports whether any step failed.
@@ -71,13 +80,28 @@ type Applier struct {
 	Verifier Verifier
 	Policy   Policy
 	Log      *slog.Logger
+	// Events may be nil; then no Kubernetes Events are recorded.
+	Events kube.EventSink
+}
+
+func (a *Applier) event(ctx context.Context, namespace, secret, eventType, reason, message string) {
+	if a.Events != nil {
+		a.Events.SecretEvent(ctx, namespace, secret, eventType, reason, message)
+	}
+}
+
+// eventAllTargets records one Event on every Secret the plan touches.
+func (a *Applier) eventAllTargets(ctx context.Context, plan Plan, eventType, reason, message string) {
+	for _, t := range plan.Targets {
+		a.event(ctx, t.Namespace, t.SecretName, eventType, reason, message)
+	}
 }
 
 // Apply carries out plan. The order is what keeps pulls working: a new token
 // is proven before any Secret holds it, every Secret holds it before any
 // old token is revoked, and a failed write holds back every revocation.
 func (a *Applier) Apply(ctx context.Context, plan Plan, obs Observed) Outcome {
-	var out Outcome
+	out := Outcome{FailedTargets: map[string]bool{}}
 	fail := func(stage Stage, err error) { out.Errors = append(out.Errors, StageError{Stage: stage, Err: err}) }
 
 	var (
@@ -92,6 +116,7 @@ func (a *Applier) Apply(ctx context.Context, plan Plan, obs Observed) Outcome {
 		if err != nil {
 			a.Log.Error("create token failed", "action", "create", "name", plan.Rotation.Request.Name, "reason", plan.Rotation.Reason, "error", err)
 			fail(StageCreate, err)
+			a.eventAllTargets(ctx, plan, corev1.EventTypeWarning, kube.ReasonRotationFailed, "create deploy token failed; the old token stays in place: "+err.Error())
 			return out
 		}
 		out.Created = &token
@@ -101,8 +126,12 @@ func (a *Applier) Apply(ctx context.Context, plan Plan, obs Observed) Outcome {
 			if err := a.Verifier.Verify(ctx, a.Policy.RegistryHost, cred); err != nil {
 				a.Log.Error("new token failed verification; revoking it and keeping the old one", "action", "verify", "token_id", token.ID, "error", err)
 				fail(StageVerify, fmt.Errorf("verify token %d: %w", token.ID, err))
+				a.eventAllTargets(ctx, plan, corev1.EventTypeWarning, kube.ReasonRotationFailed,
+					fmt.Sprintf("new deploy token %d failed verification and is revoked; the old token stays in place: %v", token.ID, err))
 				if err := a.GitLab.Delete(ctx, token.ID); err != nil {
 					fail(StageRevoke, err)
+				} else {
+					out.RevokedIDs = append(out.RevokedIDs, token.ID)
 				}
 				return out
 			}
@@ -130,26 +159,42 @@ func (a *Applier) Apply(ctx context.Context, plan Plan, obs Observed) Outcome {
 			writesFailed++
 			a.Log.Error("write secret failed", "action", "write", "namespace", w.Namespace, "secret", w.Name, "reason", w.Reason, "error", err)
 			fail(StageWrite, err)
+			out.FailedTargets[targetKey(w.Namespace, w.Name)] = true
+			a.event(ctx, w.Namespace, w.Name, corev1.EventTypeWarning, kube.ReasonRotationFailed, "write failed; older tokens are kept until every target holds the new one: "+err.Error())
 			continue
 		}
 		out.Written++
 		a.Log.Info("wrote secret", "action", "write", "namespace", w.Namespace, "secret", w.Name, "token_id", token.ID, "reason", w.Reason)
+		if plan.Rotation != nil {
+			a.event(ctx, w.Namespace, w.Name, corev1.EventTypeNormal, kube.ReasonRotated,
+				fmt.Sprintf("now holds deploy token %d (%s), expires %s: %s", token.ID, token.Name, formatExpiry(token.ExpiresAt), plan.Rotation.Reason))
+		} else {
+			a.event(ctx, w.Namespace, w.Name, corev1.EventTypeNormal, kube.ReasonSecretRepaired,
+				fmt.Sprintf("restored deploy token %d (%s): %s", token.ID, token.Name, w.Reason))
+		}
 	}
 
 	for _, p := range plan.Patches {
 		if err := a.Cluster.AddImagePullSecret(ctx, p.Namespace, p.Name, p.SecretName); err != nil {
 			a.Log.Error("patch serviceaccount failed", "action", "patch", "namespace", p.Namespace, "serviceaccount", p.Name, "reason", p.Reason, "error", err)
 			fail(StagePatch, err)
+			out.FailedTargets[targetKey(p.Namespace, p.SecretName)] = true
 			continue
 		}
 		out.Patched++
 		a.Log.Info("patched serviceaccount", "action", "patch", "namespace", p.Namespace, "serviceaccount", p.Name, "secret", p.SecretName, "reason", p.Reason)
+		a.event(ctx, p.Namespace, p.SecretName, corev1.EventTypeNormal, kube.ReasonServiceAccountPatched,
+			fmt.Sprintf("serviceaccount %s now lists %s in imagePullSecrets", p.Name, p.SecretName))
+	}
+	for _, m := range plan.MissingServiceAccounts {
+		a.event(ctx, m.Namespace, m.SecretName, corev1.EventTypeWarning, kube.ReasonServiceAccountMissing,
+			fmt.Sprintf("serviceaccount %s does not exist; it will be patched once it does", m.Name))
 	}
 
 	if writesFailed > 0 {
 		out.RevokesHeld = len(plan.Revokes)
 		if out.RevokesHeld > 0 {
-			a.Log.Warn("keeping old tokens: not every target holds the new one", "action", "revoke", "held", out.RevokesHeld, "failed_writes", writesFailed)
+			a.Log.Warn("keeping old tokens: not every target holds the new one", "action", "revoke", "revokes_held", out.RevokesHeld, "failed_writes", writesFailed)
 		}
 		return out
 	}
@@ -160,7 +205,16 @@ func (a *Applier) Apply(ctx context.Context, plan Plan, obs Observed) Outcome {
 			continue
 		}
 		out.Revoked++
+		out.RevokedIDs = append(out.RevokedIDs, r.TokenID)
 		a.Log.Info("revoked token", "action", "revoke", "token_id", r.TokenID, "name", r.Name, "reason", r.Reason)
+		a.eventAllTargets(ctx, plan, corev1.EventTypeNormal, kube.ReasonTokenRevoked, fmt.Sprintf("deploy token %d (%s) revoked: %s", r.TokenID, r.Name, r.Reason))
 	}
 	return out
+}
+
+func formatExpiry(t *time.Time) string {
+	if t == nil {
+		return "never"
+	}
+	return t.UTC().Format(time.RFC3339)
 }

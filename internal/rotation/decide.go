@@ -21,7 +21,7 @@ func IsManaged(name, prefix string) bool {
 // Decide computes the plan from observed state. It is pure: the same input
 // always gives the same plan, and it performs no I/O.
 func Decide(obs Observed, policy Policy, force bool) Plan {
-	plan := Plan{Now: obs.Now, Synced: map[string]bool{}}
+	plan := Plan{Now: obs.Now, Synced: map[string]bool{}, Blocked: map[string]bool{}}
 	if len(obs.Targets) == 0 {
 		// Without targets nothing holds a token; rotating or revoking now
 		// would only churn tokens for a selector that may match again soon.
@@ -46,6 +46,7 @@ func Decide(obs Observed, policy Policy, force bool) Plan {
 	}
 
 	for _, ts := range obs.Targets {
+		plan.Targets = append(plan.Targets, ts.Target)
 		key := targetKey(ts.Namespace, ts.SecretName)
 		synced := true
 		if rotate {
@@ -60,6 +61,9 @@ func Decide(obs Observed, policy Policy, force bool) Plan {
 			case !sa.Exists:
 				plan.Warnings = append(plan.Warnings, fmt.Sprintf("serviceaccount %s/%s does not exist; it will be patched once it does", ts.Namespace, sa.Name))
 				synced = false
+				plan.Blocked[key] = true
+				plan.MissingServiceAccounts = append(plan.MissingServiceAccounts, ServiceAccountPatch{
+					Namespace: ts.Namespace, Name: sa.Name, SecretName: ts.SecretName, Reason: "does not exist"})
 			case !sa.References:
 				plan.Patches = append(plan.Patches, ServiceAccountPatch{
 					Namespace: ts.Namespace, Name: sa.Name, SecretName: ts.SecretName,

@@ -14,8 +14,10 @@ type Runner struct {
 	GitLab   gitlab.DeployTokens
 	Cluster  kube.Cluster
 	Verifier Verifier
-	Policy   Policy
-	Targets  []TargetSpec
+	// Events may be nil.
+	Events  kube.EventSink
+	Policy  Policy
+	Targets []TargetSpec
 	// Now is the cycle's clock; tests and ROTATOR_NOW replace it.
 	Now func() time.Time
 	Log *slog.Logger
@@ -36,6 +38,9 @@ type Report struct {
 	Outcome  Outcome
 	Started  time.Time
 	Duration time.Duration
+	// Applied is true when Apply ran (not a dry run, observe succeeded and
+	// the plan was not empty).
+	Applied bool
 	// Err is nil when the cycle succeeded; otherwise it joins StageErrors.
 	Err error
 }
@@ -65,9 +70,54 @@ func (r *Runner) RunOnce(ctx context.Context, opts Options) Report {
 		rep.Duration = time.Since(started)
 		return rep
 	}
-	applier := Applier{GitLab: r.GitLab, Cluster: r.Cluster, Verifier: r.Verifier, Policy: r.Policy, Log: r.Log}
+	applier := Applier{GitLab: r.GitLab, Cluster: r.Cluster, Verifier: r.Verifier, Policy: r.Policy, Log: r.Log, Events: r.Events}
 	rep.Outcome = applier.Apply(ctx, rep.Plan, obs)
+	rep.Applied = true
 	rep.Err = rep.Outcome.Err()
 	rep.Duration = time.Since(started)
 	return rep
+}
+
+// Current is the token the targets hold after the cycle, nil when none.
+func (r Report) Current() *gitlab.DeployToken {
+	if c := r.Outcome.Created; c != nil && r.Outcome.Written > 0 {
+		return c
+	}
+	if r.Plan.Current != nil {
+		return r.Plan.Current
+	}
+	cur, _ := CurrentToken(r.Observed)
+	return cur
+}
+
+// ActiveManagedTokens counts managed tokens GitLab accepts after the cycle:
+// 1 when healthy.
+func (r Report) ActiveManagedTokens() int {
+	active := map[int64]bool{}
+	for _, t := range r.Observed.Tokens {
+		if t.Active(r.Observed.Now) {
+			active[t.ID] = true
+		}
+	}
+	if c := r.Outcome.Created; c != nil {
+		active[c.ID] = true
+	}
+	for _, id := range r.Outcome.RevokedIDs {
+		delete(active, id)
+	}
+	return len(active)
+}
+
+// TargetsSynced says, per target ("namespace/secret"), whether it holds the
+// current token and all its ServiceAccounts list it after the cycle.
+func (r Report) TargetsSynced() map[string]bool {
+	aborted := false
+	for _, e := range r.Outcome.Errors {
+		aborted = aborted || e.Stage == StageObserve || e.Stage == StageCreate || e.Stage == StageVerify
+	}
+	out := make(map[string]bool, len(r.Plan.Synced))
+	for key, synced := range r.Plan.Synced {
+		out[key] = synced || (r.Applied && !aborted && !r.Outcome.FailedTargets[key] && !r.Plan.Blocked[key])
+	}
+	return out
 }

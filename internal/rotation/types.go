@@ -71,13 +71,21 @@ type Plan struct {
 	Rotation *Rotation
 	// Current is the token every target holds after the plan; nil when the
 	// plan creates one.
-	Current  *gitlab.DeployToken
-	Writes   []SecretWrite
-	Patches  []ServiceAccountPatch
-	Revokes  []Revocation
-	Warnings []string
-	// Synced lists, per target, whether it needs nothing from this plan.
+	Current *gitlab.DeployToken
+	// Targets are every target the plan was made for.
+	Targets []Target
+	Writes  []SecretWrite
+	Patches []ServiceAccountPatch
+	Revokes []Revocation
+	// MissingServiceAccounts are target ServiceAccounts that do not exist.
+	MissingServiceAccounts []ServiceAccountPatch
+	Warnings               []string
+	// Synced lists, per target ("namespace/secret"), whether it needs
+	// nothing from this plan.
 	Synced map[string]bool
+	// Blocked marks targets that cannot be in sync after this plan either,
+	// because a ServiceAccount they name does not exist yet.
+	Blocked map[string]bool
 }
 
 // Empty reports whether the plan writes nothing anywhere.
