@@ -25,12 +25,26 @@ type Config struct {
 	Targets         []Target `json:"targets"`
 	Log             Log      `json:"log"`
 	Schedule        string   `json:"schedule"`
+	Daemon          Daemon   `json:"daemon"`
 	Kubeconfig      string   `json:"kubeconfig,omitempty"`
 
 	// loaded is a pointer so that fmt's %v/%+v/%#v, which print unexported
 	// fields without calling their methods, show an address and never the
 	// API token.
 	loaded *loaded
+}
+
+// Daemon configures `rotator daemon` (and the Lease run-once checks).
+type Daemon struct {
+	// Listen serves /metrics, /healthz and /readyz.
+	Listen string `json:"listen"`
+	// LeaderElection makes replicas share one Lease so exactly one acts.
+	LeaderElection bool   `json:"leaderElection"`
+	LeaseNamespace string `json:"leaseNamespace"`
+	LeaseName      string `json:"leaseName"`
+	// RetryMin and RetryMax bound the backoff after a failed cycle.
+	RetryMin Duration `json:"retryMin"`
+	RetryMax Duration `json:"retryMax"`
 }
 
 // GitLab says which GitLab and registry to talk to and how.

@@ -505,6 +505,9 @@ func TestBadInput(t *testing.T) {
 		{name: "target with both", edits: []edit{{"targets", []any{map[string]any{"namespace": "a", "namespaceSelector": "x=y"}}}}, field: "targets[0]", want: "not both"},
 		{name: "bad selector", flags: []string{"--namespace-selector=a=(b"}, field: "targets[0].namespaceSelector", want: "invalid label selector"},
 		{name: "bad log format", edits: []edit{{"log.format", "xml"}}, field: "log.format", want: "must be json or text"},
+		{name: "bad listen address", edits: []edit{{"daemon.listen", "8080"}}, field: "daemon.listen", want: "host:port"},
+		{name: "retryMax below retryMin", edits: []edit{{"daemon.retryMin", "10m"}, {"daemon.retryMax", "1m"}}, field: "daemon.retryMax", want: "at least"},
+		{name: "bad lease namespace", edits: []edit{{"daemon.leaseNamespace", "Not_A_NS"}}, field: "daemon.leaseNamespace", want: "not a namespace"},
 		{name: "bad log level", env: map[string]string{"ROTATOR_LOG_LEVEL": "loud"}, field: "log.level", want: "(set by ROTATOR_LOG_LEVEL)"},
 		{name: "duplicate namespace", env: map[string]string{"ROTATOR_NAMESPACES": "a,b,a"}, field: "targets[2]", want: "duplicate target"},
 		{name: "bad bool env", env: map[string]string{"ROTATOR_GITLAB_ALLOW_INSECURE_HTTP": "yes please"}, field: "ROTATOR_GITLAB_ALLOW_INSECURE_HTTP", want: `invalid boolean "yes please"`},
@@ -645,8 +648,8 @@ func TestRegisterFlagsCoversEveryField(t *testing.T) {
 	for _, f := range fields {
 		want[f.flag] = f.env
 	}
-	if len(want) != 21 {
-		t.Errorf("%d flags, want 21 (one per field in the table)", len(want))
+	if len(want) != 27 {
+		t.Errorf("%d flags, want 27 (one per field in the table)", len(want))
 	}
 	for name, env := range want {
 		fl := fs.Lookup(name)

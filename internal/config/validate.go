@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net"
 	"net/url"
+	"os"
 	"regexp"
 	"slices"
 	"strconv"
@@ -27,6 +28,11 @@ const (
 	maxLifetime         = Duration(365 * day) // GitLab's own cap on token lifetimes
 	defaultSecretName   = "gitlab"
 	defaultSchedule     = "*/15 * * * *"
+	defaultListen       = ":8080"
+	defaultLeaseName    = "rotator"
+	defaultLeaseNS      = "rotator-system"
+	defaultRetryMin     = Duration(time.Minute)
+	defaultRetryMax     = Duration(15 * time.Minute)
 	reservedTokenName   = "gitlab-deploy-token"
 	maxPrefixLen        = 200
 	maxTokenFileSize    = 64 << 10
@@ -89,6 +95,30 @@ func (c *Config) applyDefaults() {
 	if c.Schedule == "" {
 		c.Schedule = defaultSchedule
 	}
+	d := &c.Daemon
+	if d.Listen == "" {
+		d.Listen = defaultListen
+	}
+	if !c.isSet("daemon.leaderElection") {
+		d.LeaderElection = true
+	}
+	if d.LeaseName == "" {
+		d.LeaseName = defaultLeaseName
+	}
+	if d.LeaseNamespace == "" {
+		// In a pod the downward API usually provides the namespace.
+		if ns, err := os.ReadFile("/var/run/secrets/kubernetes.io/serviceaccount/namespace"); err == nil && len(ns) > 0 {
+			d.LeaseNamespace = strings.TrimSpace(string(ns))
+		} else {
+			d.LeaseNamespace = defaultLeaseNS
+		}
+	}
+	if !c.isSet("daemon.retryMin") {
+		d.RetryMin = defaultRetryMin
+	}
+	if !c.isSet("daemon.retryMax") {
+		d.RetryMax = defaultRetryMax
+	}
 	c.Log.Format = strings.ToLower(c.Log.Format)
 	if c.Log.Format == "" {
 		c.Log.Format = "json"
@@ -114,6 +144,7 @@ func (c *Config) validate() error {
 		c.validateSecretAndSAs,
 		c.validateTargets,
 		c.validateSchedule,
+		c.validateDaemon,
 		c.validateLog,
 	}
 	for _, check := range checks {
@@ -395,6 +426,26 @@ func (c *Config) validateTargets() error {
 func (c *Config) validateSchedule() error {
 	if _, err := cron.ParseStandard(c.Schedule); err != nil {
 		return c.invalidf("schedule", "invalid cron schedule %q: %v", c.Schedule, err)
+	}
+	return nil
+}
+
+func (c *Config) validateDaemon() error {
+	d := c.Daemon
+	if _, port, err := net.SplitHostPort(d.Listen); err != nil || port == "" {
+		return c.invalidf("daemon.listen", "must be host:port or :port, got %q", d.Listen)
+	}
+	if msgs := validation.IsDNS1123Label(d.LeaseNamespace); len(msgs) > 0 {
+		return c.invalidf("daemon.leaseNamespace", "%q is not a namespace name: %s", d.LeaseNamespace, labelRule)
+	}
+	if msgs := validation.IsDNS1123Subdomain(d.LeaseName); len(msgs) > 0 {
+		return c.invalidf("daemon.leaseName", "%q is not a valid name: %s", d.LeaseName, subdomainRule)
+	}
+	if d.RetryMin <= 0 {
+		return c.invalidf("daemon.retryMin", "must be > 0, got %s", d.RetryMin)
+	}
+	if d.RetryMax < d.RetryMin {
+		return c.invalidf("daemon.retryMax", "must be at least daemon.retryMin (%s), got %s", d.RetryMin, d.RetryMax)
 	}
 	return nil
 }
