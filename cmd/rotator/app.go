@@ -89,7 +89,7 @@ from a file, never from a flag.`,
 		SilenceErrors: true,
 	}
 	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return usageErr(err) })
-	root.AddCommand(a.runOnceCommand(), a.checkConfigCommand(), a.versionCommand())
+	root.AddCommand(a.runOnceCommand(), a.daemonCommand(), a.checkConfigCommand(), a.versionCommand())
 	return root
 }
 
@@ -154,11 +154,11 @@ every decision; it exists for tests that move the GitLab emulator's clock.`,
 			if err != nil {
 				return err
 			}
-			runner, err := newRunner(cfg, log, now)
+			deps, err := newDeps(cfg, log, now)
 			if err != nil {
 				return err
 			}
-			rep := runner.RunOnce(cmd.Context(), opts)
+			rep := deps.runner.RunOnce(cmd.Context(), opts)
 			if opts.DryRun {
 				if rep.Err != nil {
 					// No plan was made; an empty one would read as "nothing to do".
@@ -219,9 +219,16 @@ func newLogger(w io.Writer, c config.Log) *slog.Logger {
 	return slog.New(slog.NewJSONHandler(w, opts))
 }
 
-// newRunner builds the GitLab and Kubernetes clients. It makes no network
+// deps are the clients a command works with.
+type deps struct {
+	runner *rotation.Runner
+	gitlab *gitlab.Client
+	kube   kubernetes.Interface
+}
+
+// newDeps builds the GitLab and Kubernetes clients. It makes no network
 // call, so a bad config fails here before anything is written.
-func newRunner(cfg *config.Config, log *slog.Logger, now func() time.Time) (*rotation.Runner, error) {
+func newDeps(cfg *config.Config, log *slog.Logger, now func() time.Time) (*deps, error) {
 	gl, err := gitlab.NewClient(gitlab.Options{
 		BaseURL:   cfg.GitLab.URL,
 		Token:     secret.New(cfg.APIToken()),
@@ -251,19 +258,23 @@ func newRunner(cfg *config.Config, log *slog.Logger, now func() time.Time) (*rot
 	}
 	cluster := kube.NewClient(cs)
 	cluster.OnEventError(func(err error) { log.Warn("could not record an Event", "error", err) })
-	return &rotation.Runner{
-		GitLab:  gl,
-		Cluster: cluster,
-		Events:  cluster,
-		Policy: rotation.Policy{
-			Prefix:       cfg.Token.Prefix,
-			Scopes:       cfg.Token.Scopes,
-			Lifetime:     cfg.Token.Lifetime.Std(),
-			RenewBefore:  cfg.Token.RenewBefore.Std(),
-			RegistryHost: cfg.GitLab.RegistryHost,
+	return &deps{
+		gitlab: gl,
+		kube:   cs,
+		runner: &rotation.Runner{
+			GitLab:  gl,
+			Cluster: cluster,
+			Events:  cluster,
+			Policy: rotation.Policy{
+				Prefix:       cfg.Token.Prefix,
+				Scopes:       cfg.Token.Scopes,
+				Lifetime:     cfg.Token.Lifetime.Std(),
+				RenewBefore:  cfg.Token.RenewBefore.Std(),
+				RegistryHost: cfg.GitLab.RegistryHost,
+			},
+			Targets: targets,
+			Now:     now,
+			Log:     log,
 		},
-		Targets: targets,
-		Now:     now,
-		Log:     log,
 	}, nil
 }

@@ -12,6 +12,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -76,6 +77,8 @@ type world struct {
 	transcript *bytes.Buffer
 	// seen holds every credential value observed, including revoked ones.
 	seen map[string]bool
+	// mu guards transcript against daemon goroutines.
+	mu sync.Mutex
 }
 
 func newWorld(t *testing.T) *world {
@@ -327,7 +330,9 @@ func (w *world) secretValues() []string {
 
 func (w *world) assertNoLeaks() {
 	w.t.Helper()
+	w.mu.Lock()
 	text := w.transcript.String()
+	w.mu.Unlock()
 	for _, v := range w.secretValues() {
 		if v != "" && strings.Contains(text, v) {
 			w.t.Fatalf("a credential appeared in the rotator's output")

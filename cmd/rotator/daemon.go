@@ -1,0 +1,111 @@
+package main
+
+import (
+	"crypto/rand"
+	"encoding/hex"
+	"fmt"
+	"os"
+	"time"
+
+	"github.com/robfig/cron/v3"
+	"github.com/spf13/cobra"
+
+	"github.com/rotator-dev/rotator/internal/config"
+	"github.com/rotator-dev/rotator/internal/daemon"
+	"github.com/rotator-dev/rotator/internal/metrics"
+	"github.com/rotator-dev/rotator/internal/version"
+)
+
+func (a *app) daemonCommand() *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "daemon",
+		Short: "Run cycles on a schedule, repair changes at once, serve metrics and health",
+		Long: `daemon runs a cycle at start, then on the cron schedule (--schedule, default
+every 15 minutes, plus a little jitter). It watches the target Secrets and
+ServiceAccounts, and matching namespaces, and runs a cycle within seconds of a
+change, so a deleted Secret or a ServiceAccount created later (agones-sdk when
+Agones is installed) is repaired without waiting. A failed cycle is retried
+after --retry-min, doubling up to --retry-max, until one succeeds.
+
+With leader election (on by default) replicas share the Lease
+--lease-namespace/--lease-name and exactly one acts; the others stand by.
+
+HTTP on --listen: /metrics (Prometheus), /healthz (the process is alive),
+/readyz (informers synced and a cycle has run, or a healthy standby).
+
+SIGTERM stops the daemon after the cycle in flight finishes; the Lease is
+released so a standby takes over at once.`,
+		Args: noArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			cfg, err := a.loadConfig(cmd.Flags())
+			if err != nil {
+				return err
+			}
+			log := newLogger(a.stderr, cfg.Log)
+			now, err := a.clock(log)
+			if err != nil {
+				return err
+			}
+			deps, err := newDeps(cfg, log, now)
+			if err != nil {
+				return err
+			}
+			sched, err := cron.ParseStandard(cfg.Schedule)
+			if err != nil {
+				return usageErr(fmt.Errorf("config: schedule: %w", err))
+			}
+			opts := daemon.Options{
+				Runner:    deps.runner,
+				Metrics:   metrics.New(version.Version, version.GoVersion(), cfg.Token.RenewBefore.Std()),
+				Schedule:  sched,
+				MaxJitter: maxJitter(sched),
+				RetryMin:  cfg.Daemon.RetryMin.Std(),
+				RetryMax:  cfg.Daemon.RetryMax.Std(),
+				Kube:      deps.kube,
+				APIToken:  deps.gitlab,
+				Listen:    cfg.Daemon.Listen,
+				Log:       log,
+			}
+			if cfg.Daemon.LeaderElection {
+				opts.Lease = leaseOptions(cfg)
+			}
+			d, err := daemon.New(opts)
+			if err != nil {
+				return usageErr(err)
+			}
+			if err := d.Run(cmd.Context()); err != nil {
+				return failedErr(err)
+			}
+			return nil
+		},
+	}
+	config.RegisterFlags(cmd.Flags())
+	return cmd
+}
+
+// leaseOptions uses client-go's usual timings: a dead leader is replaced
+// within 15 s.
+func leaseOptions(cfg *config.Config) *daemon.LeaseOptions {
+	return &daemon.LeaseOptions{
+		Namespace:     cfg.Daemon.LeaseNamespace,
+		Name:          cfg.Daemon.LeaseName,
+		Identity:      identity(),
+		LeaseDuration: 15 * time.Second,
+		RenewDeadline: 10 * time.Second,
+		RetryPeriod:   2 * time.Second,
+	}
+}
+
+// identity is unique per process: two replicas on one host stay apart.
+func identity() string {
+	host, _ := os.Hostname()
+	b := make([]byte, 4)
+	_, _ = rand.Read(b)
+	return host + "_" + hex.EncodeToString(b)
+}
+
+// maxJitter is a tenth of the schedule's interval, at most 30 s.
+func maxJitter(s cron.Schedule) time.Duration {
+	next := s.Next(time.Now())
+	return min(s.Next(next).Sub(next)/10, 30*time.Second)
+}
