@@ -89,7 +89,7 @@ from a file, never from a flag.`,
 		SilenceErrors: true,
 	}
 	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return usageErr(err) })
-	root.AddCommand(a.runOnceCommand(), a.daemonCommand(), a.checkConfigCommand(), a.versionCommand())
+	root.AddCommand(a.runOnceCommand(), a.daemonCommand(), a.statusCommand(), a.checkConfigCommand(), a.versionCommand())
 	return root
 }
 

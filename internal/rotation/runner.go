@@ -121,3 +121,12 @@ func (r Report) TargetsSynced() map[string]bool {
 	}
 	return out
 }
+
+// Status observes and decides like a cycle, writes nothing, and summarises.
+func (r *Runner) Status(ctx context.Context) (Status, error) {
+	obs, err := Observe(ctx, r.GitLab, r.Cluster, r.Targets, r.Policy, r.Now().UTC())
+	if err != nil {
+		return Status{}, err
+	}
+	return BuildStatus(obs, Decide(obs, r.Policy, false), r.Policy), nil
+}
