@@ -15,6 +15,7 @@ import (
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
 	"k8s.io/client-go/kubernetes"
+	"k8s.io/klog/v2"
 
 	"github.com/rotator-dev/rotator/internal/config"
 	"github.com/rotator-dev/rotator/internal/gitlab"
@@ -158,6 +159,9 @@ every decision; it exists for tests that move the GitLab emulator's clock.`,
 			if err != nil {
 				return err
 			}
+			if !opts.DryRun && cfg.Daemon.LeaderElection {
+				return a.runOnceCoordinated(cmd.Context(), cfg, deps, opts, log)
+			}
 			rep := deps.runner.RunOnce(cmd.Context(), opts)
 			if opts.DryRun {
 				if rep.Err != nil {
@@ -229,6 +233,8 @@ type deps struct {
 // newDeps builds the GitLab and Kubernetes clients. It makes no network
 // call, so a bad config fails here before anything is written.
 func newDeps(cfg *config.Config, log *slog.Logger, now func() time.Time) (*deps, error) {
+	// client-go logs through klog; keep one structured stream.
+	klog.SetSlogLogger(log)
 	gl, err := gitlab.NewClient(gitlab.Options{
 		BaseURL:   cfg.GitLab.URL,
 		Token:     secret.New(cfg.APIToken()),

@@ -1,9 +1,12 @@
 package main
 
 import (
+	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"errors"
 	"fmt"
+	"log/slog"
 	"os"
 	"time"
 
@@ -13,6 +16,7 @@ import (
 	"github.com/rotator-dev/rotator/internal/config"
 	"github.com/rotator-dev/rotator/internal/daemon"
 	"github.com/rotator-dev/rotator/internal/metrics"
+	"github.com/rotator-dev/rotator/internal/rotation"
 	"github.com/rotator-dev/rotator/internal/version"
 )
 
@@ -108,4 +112,50 @@ func identity() string {
 func maxJitter(s cron.Schedule) time.Duration {
 	next := s.Next(time.Now())
 	return min(s.Next(next).Sub(next)/10, 30*time.Second)
+}
+
+// runOnceCoordinated never races a daemon: with a live leader it hands the
+// request over and reports the leader's result as its own; otherwise it
+// holds the Lease for the length of its cycle.
+func (a *app) runOnceCoordinated(ctx context.Context, cfg *config.Config, deps *deps, opts rotation.Options, log *slog.Logger) error {
+	// Look first, without the Lease: a run with nothing to do must write
+	// nothing at all, not even Lease bookkeeping.
+	if look := deps.runner.RunOnce(ctx, rotation.Options{DryRun: true, Force: opts.Force}); look.Err != nil || look.Plan.Empty() {
+		fmt.Fprintln(a.stdout, look.Summary())
+		if look.Err != nil {
+			return failedErr(errors.New("cycle failed"))
+		}
+		return nil
+	}
+	lo := leaseOptions(cfg)
+	holder, live, err := daemon.LiveLeader(ctx, deps.kube, lo.Namespace, lo.Name, time.Now())
+	if err != nil {
+		return failedErr(err)
+	}
+	if live {
+		log.Info("a daemon holds the lease; handing this run to it", "leader", holder, "force", opts.Force)
+		wctx, cancel := context.WithTimeout(ctx, 10*time.Minute)
+		defer cancel()
+		res, err := daemon.Request(wctx, deps.kube, lo.Namespace, lo.Name, opts.Force)
+		if err != nil {
+			return failedErr(err)
+		}
+		fmt.Fprintf(a.stdout, "%s (run by daemon %s)\n", res.Summary, holder)
+		if res.ExitCode != 0 {
+			return failedErr(errors.New("cycle failed"))
+		}
+		return nil
+	}
+	var rep rotation.Report
+	err = daemon.HoldingLease(ctx, deps.kube, *lo, 30*time.Second, func(ctx context.Context) {
+		rep = deps.runner.RunOnce(ctx, opts)
+	})
+	if err != nil {
+		return failedErr(err)
+	}
+	fmt.Fprintln(a.stdout, rep.Summary())
+	if rep.Err != nil {
+		return failedErr(errors.New("cycle failed"))
+	}
+	return nil
 }

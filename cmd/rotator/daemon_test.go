@@ -308,3 +308,59 @@ func TestTwoDaemonsOneLeader(t *testing.T) {
 		t.Fatalf("%d tokens created over two rotations, want 2 (no double rotation)", creates)
 	}
 }
+
+// A manual run while a daemon leads is handed to the daemon, and its result
+// comes back as the run's own.
+func TestRunOnceHandsOffToLiveDaemon(t *testing.T) {
+	w := newWorld(t)
+	r := w.startDaemonEvery("@every 1h", &daemon.LeaseOptions{Namespace: w.namespaces[0], Name: "rotator", Identity: "daemon-a",
+		LeaseDuration: 15 * time.Second, RenewDeadline: 10 * time.Second, RetryPeriod: time.Second})
+	w.eventually(10*time.Second, "first rotation", w.converged)
+	first := w.assertConverged()
+	cycles := r.d.Cycles()
+
+	code, out, stderr := w.run("run-once", "--force")
+	if code != 0 || !strings.Contains(out, "run by daemon daemon-a") || !strings.Contains(out, "created token") {
+		t.Fatalf("handoff: exit %d\nstdout %s\nstderr %s", code, out, stderr)
+	}
+	if r.d.Cycles() <= cycles {
+		t.Fatal("the daemon ran no cycle for the request")
+	}
+	second := w.assertConverged()
+	if second.ID == first.ID {
+		t.Fatal("forced request did not rotate")
+	}
+	posts := 0
+	for _, req := range w.emu.Requests() {
+		if req.Method == "POST" {
+			posts++
+		}
+	}
+	if posts != 2 {
+		t.Fatalf("%d tokens created; the manual run must not act beside the daemon", posts)
+	}
+
+	// Nothing to do: answered without the daemon and without any write.
+	k0 := w.k8sWrites()
+	if code, out, _ := w.run("run-once"); code != 0 || !strings.Contains(out, "nothing to do") {
+		t.Fatalf("no-op run: exit %d %s", code, out)
+	}
+	if k := w.k8sWrites() - k0; k != 0 {
+		t.Fatalf("no-op run beside a daemon wrote %d times", k)
+	}
+}
+
+// Without a daemon, run-once holds the Lease while it acts and releases it.
+func TestRunOnceReleasesTheLease(t *testing.T) {
+	w := newWorld(t)
+	w.mustRun("run-once")
+	w.assertConverged()
+	l, err := cluster.Clientset.CoordinationV1().Leases(w.namespaces[0]).Get(w.ctx(), "rotator", metav1.GetOptions{})
+	must(t, err)
+	if h := l.Spec.HolderIdentity; h != nil && *h != "" {
+		t.Fatalf("lease still held by %s", *h)
+	}
+	if l.Spec.LeaseTransitions == nil && l.Spec.AcquireTime == nil {
+		t.Fatal("the lease was never taken")
+	}
+}

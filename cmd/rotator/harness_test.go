@@ -128,10 +128,12 @@ func (w *world) writeConfigFor(project, registryHost string) {
   timeout: 10s
 token:
   lifetime: 30d
+daemon:
+  leaseNamespace: %s
 targets:
   - namespace: %s
   - namespace: %s
-`, w.url, w.patFile, project, registryHost, w.namespaces[0], w.namespaces[1])
+`, w.url, w.patFile, project, registryHost, w.namespaces[0], w.namespaces[0], w.namespaces[1])
 	must(w.t, os.WriteFile(w.configPath, []byte(cfg), 0o600))
 }
 

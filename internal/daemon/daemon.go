@@ -220,6 +220,9 @@ func (d *Daemon) campaign(ctx context.Context) error {
 func (d *Daemon) lead(ctx context.Context) {
 	defer d.watch.stop()
 	d.watch.watchNamespaces(ctx, selectors(d.o.Runner.Targets))
+	if lo := d.o.Lease; lo != nil {
+		d.watch.watchRequests(ctx, lo.Namespace, RequestLeaseName(lo.Name))
+	}
 	retry := time.Duration(0)
 	lastAPICheck := time.Time{}
 	reason := "start"
@@ -269,14 +272,32 @@ func (d *Daemon) lead(ctx context.Context) {
 
 // cycle runs one cycle to completion, even if ctx ends meanwhile: stopping
 // halfway would be safe, but finishing leaves nothing for the next replica.
+// A pending manual request from run-once rides on this cycle and gets its
+// result.
 func (d *Daemon) cycle(ctx context.Context, reason string) rotation.Report {
 	cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), d.o.CycleTimeout)
 	defer cancel()
-	d.o.Log.Info("cycle starting", "trigger", reason)
-	rep := d.o.Runner.RunOnce(cctx, rotation.Options{})
+	var opts rotation.Options
+	var requestID string
+	if lo := d.o.Lease; lo != nil {
+		if id, force, ok := pendingRequest(cctx, d.o.Kube, lo.Namespace, lo.Name); ok {
+			requestID, opts.Force, reason = id, force, "manual request "+id
+		}
+	}
+	d.o.Log.Info("cycle starting", "trigger", reason, "force", opts.Force)
+	rep := d.o.Runner.RunOnce(cctx, opts)
 	d.o.Metrics.ObserveCycle(rep)
 	d.cycles.Add(1)
 	d.o.Log.Info(rep.Summary(), "action", "cycle", "trigger", reason, "result", result(rep))
+	if requestID != "" {
+		res := Result{Summary: rep.Summary()}
+		if rep.Err != nil {
+			res.ExitCode = 1
+		}
+		if err := answer(cctx, d.o.Kube, d.o.Lease.Namespace, d.o.Lease.Name, requestID, res); err != nil {
+			d.o.Log.Error("could not answer a manual request", "request", requestID, "error", err)
+		}
+	}
 	return rep
 }
 

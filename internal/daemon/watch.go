@@ -208,3 +208,29 @@ func (w *watcher) stop() {
 		delete(w.perNS, ns)
 	}
 }
+
+// watchRequests triggers a cycle when run-once writes a request.
+func (w *watcher) watchRequests(ctx context.Context, namespace, name string) {
+	f := informers.NewSharedInformerFactoryWithOptions(w.cs, 0, informers.WithNamespace(namespace),
+		informers.WithTweakListOptions(func(o *metav1.ListOptions) {
+			o.FieldSelector = fields.OneTermEqualSelector("metadata.name", name).String()
+		}))
+	inf := f.Coordination().V1().Leases().Informer()
+	unanswered := func(obj any) bool {
+		m, err := meta(obj)
+		return err == nil && m.GetAnnotations()[annRequestID] != "" && m.GetAnnotations()[annRequestID] != m.GetAnnotations()[annResultID]
+	}
+	_, _ = inf.AddEventHandler(cache.ResourceEventHandlerFuncs{
+		AddFunc: func(obj any) {
+			if unanswered(obj) {
+				w.trigger("manual request")
+			}
+		},
+		UpdateFunc: func(_, obj any) {
+			if unanswered(obj) {
+				w.trigger("manual request")
+			}
+		},
+	})
+	f.Start(ctx.Done())
+}
