@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/signal"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 
@@ -223,6 +224,8 @@ func newLogger(w io.Writer, c config.Log) *slog.Logger {
 	return slog.New(slog.NewJSONHandler(w, opts))
 }
 
+var klogOnce sync.Once
+
 // deps are the clients a command works with.
 type deps struct {
 	runner *rotation.Runner
@@ -233,8 +236,9 @@ type deps struct {
 // newDeps builds the GitLab and Kubernetes clients. It makes no network
 // call, so a bad config fails here before anything is written.
 func newDeps(cfg *config.Config, log *slog.Logger, now func() time.Time) (*deps, error) {
-	// client-go logs through klog; keep one structured stream.
-	klog.SetSlogLogger(log)
+	// client-go logs through klog; keep one structured stream. klog's logger
+	// is process-global, so only the first command's logger is installed.
+	klogOnce.Do(func() { klog.SetSlogLogger(log) })
 	gl, err := gitlab.NewClient(gitlab.Options{
 		BaseURL:   cfg.GitLab.URL,
 		Token:     secret.New(cfg.APIToken()),
