@@ -4,23 +4,10 @@ import (
 	"bytes"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 )
-
-// buildBinary builds the rotator as a user would, once per test run.
-func buildBinary(t *testing.T) string {
-	t.Helper()
-	bin := filepath.Join(t.TempDir(), "rotator")
-	cmd := exec.Command("go", "build", "-trimpath", "-o", bin, ".")
-	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
-	if out, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("go build: %v\n%s", err, out)
-	}
-	return bin
-}
 
 func (w *world) runBinary(bin string, args ...string) (int, string, string) {
 	w.t.Helper()
@@ -41,7 +28,7 @@ func (w *world) runBinary(bin string, args ...string) (int, string, string) {
 
 func TestBuiltBinaryRotates(t *testing.T) {
 	w := newWorld(t)
-	bin := buildBinary(t)
+	bin := sharedBinary(t)
 
 	code, out, stderr := w.runBinary(bin, "run-once")
 	if code != 0 {
