@@ -231,8 +231,14 @@ func TestRunResetFaultThroughLogger(t *testing.T) {
 	if _, _, err := c.DeployTokens.ListProjectDeployTokens(7, nil); err != nil {
 		t.Errorf("after the one-shot reset: %v", err)
 	}
-	if logs := r.logs.String(); !strings.Contains(logs, "GET /api/v4/projects/7/deploy_tokens 0") {
-		t.Errorf("reset not logged as status 0:\n%s", logs)
+	// The server logs a hijacked request after the client has already seen
+	// the connection drop, so wait for the line.
+	deadline := time.Now().Add(2 * time.Second)
+	for !strings.Contains(r.logs.String(), "GET /api/v4/projects/7/deploy_tokens 0") {
+		if time.Now().After(deadline) {
+			t.Fatalf("reset not logged as status 0:\n%s", r.logs.String())
+		}
+		time.Sleep(10 * time.Millisecond)
 	}
 }
 
