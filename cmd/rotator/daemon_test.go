@@ -152,6 +152,9 @@ func TestDaemonRotatesOnlyWhenDue(t *testing.T) {
 	w.eventually(10*time.Second, "first rotation", w.converged)
 	first := w.assertConverged()
 	w.eventually(5*time.Second, "readyz", func() bool { return httpStatus(t, "http://"+r.d.Addr()+"/readyz") == 200 })
+	if code := httpStatus(t, "http://"+r.d.Addr()+"/healthz"); code != 200 {
+		t.Fatalf("/healthz = %d", code)
+	}
 
 	// Several ticks with nothing due: no writes anywhere.
 	g0, k0, c0 := w.gitlabWrites(), w.k8sWrites(), r.d.Cycles()

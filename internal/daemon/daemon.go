@@ -68,6 +68,8 @@ type Daemon struct {
 	standby  atomic.Bool
 	addr     atomic.Value // string, once listening
 	cycles   atomic.Int64
+	// lastCycle is when the leader last finished a cycle (Unix nanos).
+	lastCycle atomic.Int64
 }
 
 // New checks options and fills defaults.
@@ -288,6 +290,7 @@ func (d *Daemon) cycle(ctx context.Context, reason string) rotation.Report {
 	rep := d.o.Runner.RunOnce(cctx, opts)
 	d.o.Metrics.ObserveCycle(rep)
 	d.cycles.Add(1)
+	d.lastCycle.Store(time.Now().UnixNano())
 	d.o.Log.Info(rep.Summary(), "action", "cycle", "trigger", reason, "result", result(rep))
 	if requestID != "" {
 		res := Result{Summary: rep.Summary()}
@@ -299,6 +302,14 @@ func (d *Daemon) cycle(ctx context.Context, reason string) rotation.Report {
 		}
 	}
 	return rep
+}
+
+// stallAfter is how long a leader may go without finishing a cycle: two
+// schedule intervals plus the longest retry wait and a cycle's timeout.
+func (d *Daemon) stallAfter() time.Duration {
+	next := d.o.Schedule.Next(time.Now())
+	interval := d.o.Schedule.Next(next).Sub(next)
+	return 2*interval + d.o.RetryMax + d.o.CycleTimeout + d.o.MaxJitter
 }
 
 // Cycles counts cycles this daemon ran, for tests.
@@ -362,6 +373,15 @@ func (d *Daemon) mux() *http.ServeMux {
 	mux := http.NewServeMux()
 	mux.Handle("/metrics", d.o.Metrics.Handler())
 	mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) {
+		// A leader whose loop has stopped cycling is wedged; a restart is
+		// the cure. Failing cycles still count as cycling: they show in
+		// metrics, and a restart would not fix GitLab.
+		if last := d.lastCycle.Load(); d.leading.Load() && last > 0 {
+			if since := time.Since(time.Unix(0, last)); since > d.stallAfter() {
+				http.Error(w, fmt.Sprintf("no cycle for %s", since.Round(time.Second)), http.StatusInternalServerError)
+				return
+			}
+		}
 		_, _ = w.Write([]byte("ok\n"))
 	})
 	mux.HandleFunc("/readyz", func(w http.ResponseWriter, _ *http.Request) {
