@@ -98,6 +98,10 @@ func Request(ctx context.Context, kube kubernetes.Interface, namespace, lease st
 			code, _ := strconv.Atoi(l.Annotations[annResultCode])
 			return Result{ExitCode: code, Summary: l.Annotations[annResultText]}, nil
 		}
+		// A leader that died with the request pending will never answer.
+		if _, live, err := LiveLeader(ctx, kube, namespace, lease, time.Now()); err == nil && !live {
+			return Result{}, fmt.Errorf("the daemon holding lease %s/%s went away before running request %s; run again", namespace, lease, id)
+		}
 	}
 }
 
