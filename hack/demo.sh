@@ -47,6 +47,8 @@ gitlab:
 token:
   prefix: k8s-pull
   lifetime: 30d                  # renewBefore defaults to 10d
+daemon:
+  leaseNamespace: default        # run-once holds this Lease while it acts
 targets:
   - namespace: default
   - namespace: game-servers

@@ -230,7 +230,7 @@ func (d *Daemon) lead(ctx context.Context) {
 	reason := "start"
 	for {
 		rep := d.cycle(ctx, reason)
-		if !observeFailed(rep) {
+		if !rep.ObserveFailed() {
 			// Keep watching the old set when the targets could not be read.
 			d.watch.sync(ctx, targetsOf(rep.Observed))
 		}
@@ -395,15 +395,6 @@ func (d *Daemon) mux() *http.ServeMux {
 		}
 	})
 	return mux
-}
-
-func observeFailed(rep rotation.Report) bool {
-	for _, e := range rep.Outcome.Errors {
-		if e.Stage == rotation.StageObserve {
-			return true
-		}
-	}
-	return false
 }
 
 func targetsOf(obs rotation.Observed) []rotation.Target {

@@ -61,6 +61,7 @@ func Request(ctx context.Context, kube kubernetes.Interface, namespace, lease st
 	id := randomID()
 	leases := kube.CoordinationV1().Leases(namespace)
 	name := RequestLeaseName(lease)
+	lastAnswer := "" // the answer already there, which must not be taken for ours
 	err := retry.RetryOnConflict(retry.DefaultBackoff, func() error {
 		l, err := leases.Get(ctx, name, metav1.GetOptions{})
 		if apierrors.IsNotFound(err) {
@@ -75,6 +76,7 @@ func Request(ctx context.Context, kube kubernetes.Interface, namespace, lease st
 		if err != nil {
 			return err
 		}
+		lastAnswer = l.Annotations[annResultID]
 		setRequest(l, id, force)
 		_, err = leases.Update(ctx, l, metav1.UpdateOptions{})
 		return err
@@ -84,6 +86,7 @@ func Request(ctx context.Context, kube kubernetes.Interface, namespace, lease st
 	}
 	tick := time.NewTicker(250 * time.Millisecond)
 	defer tick.Stop()
+	var leaderlessSince time.Time
 	for {
 		select {
 		case <-ctx.Done():
@@ -94,13 +97,22 @@ func Request(ctx context.Context, kube kubernetes.Interface, namespace, lease st
 		if err != nil {
 			continue
 		}
-		if l.Annotations[annResultID] == id {
+		// Another run-once may have replaced our request; the cycle that
+		// answers it started after ours was written, so it serves ours too.
+		if res := l.Annotations[annResultID]; res == id || (res != "" && res != lastAnswer && res == l.Annotations[annRequestID]) {
 			code, _ := strconv.Atoi(l.Annotations[annResultCode])
 			return Result{ExitCode: code, Summary: l.Annotations[annResultText]}, nil
 		}
-		// A leader that died with the request pending will never answer.
+		// A pending request survives a leader handover (the next leader
+		// picks it up); only a Lease left without a leader means no answer.
 		if _, live, err := LiveLeader(ctx, kube, namespace, lease, time.Now()); err == nil && !live {
-			return Result{}, fmt.Errorf("the daemon holding lease %s/%s went away before running request %s; run again", namespace, lease, id)
+			if leaderlessSince.IsZero() {
+				leaderlessSince = time.Now()
+			} else if time.Since(leaderlessSince) > 30*time.Second {
+				return Result{}, fmt.Errorf("no daemon has held lease %s/%s for 30s and request %s is unanswered; run again", namespace, lease, id)
+			}
+		} else {
+			leaderlessSince = time.Time{}
 		}
 	}
 }
@@ -152,6 +164,17 @@ var ErrLeaseHeld = errors.New("another rotator holds the lease")
 // meanwhile stands by, and releases it afterwards. It gives up with
 // ErrLeaseHeld when the Lease cannot be had within wait.
 func HoldingLease(ctx context.Context, kube kubernetes.Interface, lo LeaseOptions, wait time.Duration, fn func(context.Context)) error {
+	// The elector only logs why it cannot create the Lease (a missing
+	// namespace, RBAC); create it unheld first so such errors surface here.
+	leases := kube.CoordinationV1().Leases(lo.Namespace)
+	if _, err := leases.Get(ctx, lo.Name, metav1.GetOptions{}); apierrors.IsNotFound(err) {
+		_, err = leases.Create(ctx, &coordinationv1.Lease{ObjectMeta: metav1.ObjectMeta{Namespace: lo.Namespace, Name: lo.Name}}, metav1.CreateOptions{})
+		if err != nil && !apierrors.IsAlreadyExists(err) {
+			return fmt.Errorf("create lease %s/%s: %w", lo.Namespace, lo.Name, err)
+		}
+	} else if err != nil {
+		return fmt.Errorf("read lease %s/%s: %w", lo.Namespace, lo.Name, err)
+	}
 	lock := &resourcelock.LeaseLock{
 		LeaseMeta:  metav1.ObjectMeta{Namespace: lo.Namespace, Name: lo.Name},
 		Client:     kube.CoordinationV1(),

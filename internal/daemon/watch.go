@@ -26,10 +26,12 @@ type watcher struct {
 	cs      kubernetes.Interface
 	trigger func(reason string)
 
-	mu        sync.Mutex
-	perNS     map[string]*nsWatch
-	nsSynced  bool
-	wantNames map[string]map[string]bool // namespace -> names of interest
+	mu       sync.Mutex
+	perNS    map[string]*nsWatch
+	nsSynced bool
+	// targetsKnown is set once a cycle has resolved the targets to watch.
+	targetsKnown bool
+	wantNames    map[string]map[string]bool // namespace -> names of interest
 }
 
 type nsWatch struct {
@@ -93,6 +95,7 @@ func (w *watcher) sync(ctx context.Context, targets []rotation.Target) {
 	}
 	w.mu.Lock()
 	defer w.mu.Unlock()
+	w.targetsKnown = true
 	w.wantNames = want
 	for ns, nw := range w.perNS {
 		if names, ok := want[ns]; !ok || !maps.Equal(names, nw.names) {
@@ -188,7 +191,7 @@ func meta(obj any) (metav1.Object, error) {
 func (w *watcher) synced() bool {
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	if !w.nsSynced {
+	if !w.nsSynced || !w.targetsKnown {
 		return false
 	}
 	for _, nw := range w.perNS {

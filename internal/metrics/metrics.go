@@ -17,17 +17,19 @@ import (
 
 // Metrics is the rotator's metric set on its own registry.
 type Metrics struct {
-	registry       *prometheus.Registry
-	cycles         *prometheus.CounterVec
-	rotations      *prometheus.CounterVec
-	errors         *prometheus.CounterVec
-	lastSuccess    prometheus.Gauge
-	tokenExpiry    prometheus.Gauge
-	tokenRenewal   prometheus.Gauge
+	registry    *prometheus.Registry
+	cycles      *prometheus.CounterVec
+	rotations   *prometheus.CounterVec
+	errors      *prometheus.CounterVec
+	lastSuccess prometheus.Gauge
+	// Expiry gauges are vectors without labels so that they stay absent
+	// until known: a 0 would read as "expired in 1970" and fire alerts.
+	tokenExpiry    *prometheus.GaugeVec
+	tokenRenewal   *prometheus.GaugeVec
+	apiTokenExpiry *prometheus.GaugeVec
 	managedTokens  prometheus.Gauge
 	targetSynced   *prometheus.GaugeVec
 	cycleDuration  prometheus.Histogram
-	apiTokenExpiry prometheus.Gauge
 	renewBefore    time.Duration
 }
 
@@ -48,12 +50,12 @@ func New(version, goVersion string, renewBefore time.Duration) *Metrics {
 		lastSuccess: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "rotator_last_success_timestamp_seconds", Help: "End of the last successful cycle, Unix seconds.",
 		}),
-		tokenExpiry: prometheus.NewGauge(prometheus.GaugeOpts{
+		tokenExpiry: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Name: "rotator_token_expiry_timestamp_seconds", Help: "Expiry of the current deploy token, Unix seconds.",
-		}),
-		tokenRenewal: prometheus.NewGauge(prometheus.GaugeOpts{
+		}, nil),
+		tokenRenewal: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Name: "rotator_token_renewal_timestamp_seconds", Help: "When the current deploy token will be rotated, Unix seconds.",
-		}),
+		}, nil),
 		managedTokens: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "rotator_managed_tokens", Help: "Active managed deploy tokens in GitLab (1 when healthy).",
 		}),
@@ -64,9 +66,9 @@ func New(version, goVersion string, renewBefore time.Duration) *Metrics {
 			Name: "rotator_cycle_duration_seconds", Help: "Cycle wall time.",
 			Buckets: []float64{0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120},
 		}),
-		apiTokenExpiry: prometheus.NewGauge(prometheus.GaugeOpts{
+		apiTokenExpiry: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Name: "rotator_gitlab_api_token_expiry_timestamp_seconds", Help: "Expiry of the rotator's own GitLab API token, Unix seconds.",
-		}),
+		}, nil),
 		renewBefore: renewBefore,
 	}
 	buildInfo := prometheus.NewGaugeVec(prometheus.GaugeOpts{
@@ -114,12 +116,12 @@ func (m *Metrics) ObserveCycle(rep rotation.Report) {
 			m.rotations.WithLabelValues("failure").Inc()
 		}
 	}
-	if rep.Observed.Now.IsZero() {
+	if rep.ObserveFailed() {
 		return // observe failed: what is known from earlier cycles stands
 	}
 	if cur := rep.Current(); cur != nil && cur.ExpiresAt != nil {
-		m.tokenExpiry.Set(float64(cur.ExpiresAt.Unix()))
-		m.tokenRenewal.Set(float64(schedule.RenewalTime(*cur.ExpiresAt, m.renewBefore).Unix()))
+		m.tokenExpiry.WithLabelValues().Set(float64(cur.ExpiresAt.Unix()))
+		m.tokenRenewal.WithLabelValues().Set(float64(schedule.RenewalTime(*cur.ExpiresAt, m.renewBefore).Unix()))
 	}
 	m.managedTokens.Set(float64(rep.ActiveManagedTokens()))
 	m.targetSynced.Reset()
@@ -134,4 +136,6 @@ func (m *Metrics) ObserveCycle(rep rotation.Report) {
 }
 
 // SetAPITokenExpiry records the rotator's own API token expiry.
-func (m *Metrics) SetAPITokenExpiry(t time.Time) { m.apiTokenExpiry.Set(float64(t.Unix())) }
+func (m *Metrics) SetAPITokenExpiry(t time.Time) {
+	m.apiTokenExpiry.WithLabelValues().Set(float64(t.Unix()))
+}

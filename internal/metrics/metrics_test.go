@@ -36,6 +36,14 @@ rotator_build_info{goversion="go1.26",version="v1"} 1
 	}
 }
 
+func TestExpiryAbsentUntilKnown(t *testing.T) {
+	m := New("v1", "go1.26", time.Hour)
+	n, err := testutil.GatherAndCount(m.Registry(), "rotator_token_expiry_timestamp_seconds", "rotator_gitlab_api_token_expiry_timestamp_seconds")
+	if err != nil || n != 0 {
+		t.Fatalf("%d expiry series before anything is known (%v)", n, err)
+	}
+}
+
 func TestObserveCycle(t *testing.T) {
 	m := New("v1", "go1.26", 10*24*time.Hour)
 	now := time.Date(2026, 12, 3, 12, 0, 0, 0, time.UTC)
@@ -61,8 +69,8 @@ func TestObserveCycle(t *testing.T) {
 		"rotator_rotations_total_success":         testutil.ToFloat64(m.rotations.WithLabelValues("success")),
 		"rotator_errors_total_observe":            testutil.ToFloat64(m.errors.WithLabelValues("observe")),
 		"rotator_last_success_timestamp_seconds":  testutil.ToFloat64(m.lastSuccess),
-		"rotator_token_expiry_timestamp_seconds":  testutil.ToFloat64(m.tokenExpiry),
-		"rotator_token_renewal_timestamp_seconds": testutil.ToFloat64(m.tokenRenewal),
+		"rotator_token_expiry_timestamp_seconds":  testutil.ToFloat64(m.tokenExpiry.WithLabelValues()),
+		"rotator_token_renewal_timestamp_seconds": testutil.ToFloat64(m.tokenRenewal.WithLabelValues()),
 		"rotator_managed_tokens":                  testutil.ToFloat64(m.managedTokens),
 		"rotator_target_synced_default_gitlab":    testutil.ToFloat64(m.targetSynced.WithLabelValues("default", "gitlab")),
 	}
@@ -81,5 +89,26 @@ func TestObserveCycle(t *testing.T) {
 		if checks[k] != v {
 			t.Errorf("%s = %v, want %v", k, checks[k], v)
 		}
+	}
+}
+
+// GitLab down: what earlier cycles learned stands.
+func TestObserveFailureKeepsLastKnownGauges(t *testing.T) {
+	m := New("v1", "go1.26", time.Hour)
+	now := time.Date(2026, 12, 3, 12, 0, 0, 0, time.UTC)
+	exp := now.Add(24 * time.Hour)
+	tok := gitlab.DeployToken{ID: 5, ExpiresAt: &exp}
+	ok := rotation.Report{Started: now, Observed: rotation.Observed{Now: now, Tokens: []gitlab.DeployToken{tok}},
+		Plan: rotation.Plan{Current: &tok, Synced: map[string]bool{"ns/gitlab": true}}}
+	m.ObserveCycle(ok)
+	down := rotation.Report{Started: now, Observed: rotation.Observed{Now: now},
+		Outcome: rotation.Outcome{Errors: []rotation.StageError{{Stage: rotation.StageObserve, Err: errors.New("500")}}}}
+	down.Err = down.Outcome.Err()
+	m.ObserveCycle(down)
+	if v := testutil.ToFloat64(m.managedTokens); v != 1 {
+		t.Errorf("managed tokens = %v after a failed observe, want the last known 1", v)
+	}
+	if v := testutil.ToFloat64(m.targetSynced.WithLabelValues("ns", "gitlab")); v != 1 {
+		t.Errorf("target_synced = %v after a failed observe, want the last known 1", v)
 	}
 }

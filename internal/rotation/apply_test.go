@@ -110,3 +110,31 @@ func TestApplyCopiesCurrentCredentialWithoutRotation(t *testing.T) {
 		t.Fatalf("calls = %q", got)
 	}
 }
+
+// A due rotation whose create fails leaves every target with the current,
+// still valid token: they stay in sync. A target whose write failed is not.
+func TestTargetsSyncedAfterFailures(t *testing.T) {
+	obs := Observed{Now: now, Tokens: []gitlab.DeployToken{token(5, at(time.Hour))},
+		Targets: []TargetState{target("a", holding(5)), target("b", holding(5))}}
+	plan := Decide(obs, policy, false)
+	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	cases := []struct {
+		name string
+		rec  *recorder
+		want map[string]bool
+	}{
+		{"create failed", &recorder{failCreate: errors.New("500")}, map[string]bool{"a/gitlab": true, "b/gitlab": true}},
+		{"one write failed", &recorder{failWrite: map[string]bool{"b": true}}, map[string]bool{"a/gitlab": true, "b/gitlab": false}},
+		{"all applied", &recorder{}, map[string]bool{"a/gitlab": true, "b/gitlab": true}},
+	}
+	for _, tc := range cases {
+		a := Applier{GitLab: tc.rec, Cluster: tc.rec, Policy: policy, Log: log}
+		rep := Report{Observed: obs, Plan: plan, Outcome: a.Apply(context.Background(), plan, obs), Applied: true}
+		got := rep.TargetsSynced()
+		for k, v := range tc.want {
+			if got[k] != v {
+				t.Errorf("%s: synced[%s] = %v, want %v", tc.name, k, got[k], v)
+			}
+		}
+	}
+}

@@ -21,7 +21,7 @@ func IsManaged(name, prefix string) bool {
 // Decide computes the plan from observed state. It is pure: the same input
 // always gives the same plan, and it performs no I/O.
 func Decide(obs Observed, policy Policy, force bool) Plan {
-	plan := Plan{Now: obs.Now, Synced: map[string]bool{}, Blocked: map[string]bool{}}
+	plan := Plan{Now: obs.Now, Synced: map[string]bool{}, Blocked: map[string]bool{}, Holding: map[string]bool{}}
 	if len(obs.Targets) == 0 {
 		// Without targets nothing holds a token; rotating or revoking now
 		// would only churn tokens for a selector that may match again soon.
@@ -49,6 +49,11 @@ func Decide(obs Observed, policy Policy, force bool) Plan {
 		plan.Targets = append(plan.Targets, ts.Target)
 		key := targetKey(ts.Namespace, ts.SecretName)
 		synced := true
+		holds := current != nil
+		if holds {
+			stale, _ := SecretStale(ts.Secret, *current, source)
+			holds = !stale
+		}
 		if rotate {
 			plan.Writes = append(plan.Writes, SecretWrite{Namespace: ts.Namespace, Name: ts.SecretName, Reason: "new token: " + reason})
 			synced = false
@@ -73,6 +78,7 @@ func Decide(obs Observed, policy Policy, force bool) Plan {
 			}
 		}
 		plan.Synced[key] = synced
+		plan.Holding[key] = holds && !plan.Blocked[key] && allReference(ts.ServiceAccounts)
 	}
 
 	held := heldTokenIDs(obs)
@@ -237,4 +243,13 @@ func heldTokenIDs(obs Observed) map[int64]bool {
 		}
 	}
 	return held
+}
+
+func allReference(sas []ServiceAccountState) bool {
+	for _, sa := range sas {
+		if !sa.References {
+			return false
+		}
+	}
+	return true
 }

@@ -108,16 +108,37 @@ func (r Report) ActiveManagedTokens() int {
 	return len(active)
 }
 
-// TargetsSynced says, per target ("namespace/secret"), whether it holds the
-// current token and all its ServiceAccounts list it after the cycle.
-func (r Report) TargetsSynced() map[string]bool {
-	aborted := false
+// ObserveFailed reports whether the cycle could not read GitLab or the
+// cluster; then it knows nothing new about either.
+func (r Report) ObserveFailed() bool { return r.failedAt(StageObserve) }
+
+func (r Report) failedAt(stages ...Stage) bool {
 	for _, e := range r.Outcome.Errors {
-		aborted = aborted || e.Stage == StageObserve || e.Stage == StageCreate || e.Stage == StageVerify
+		for _, s := range stages {
+			if e.Stage == s {
+				return true
+			}
+		}
 	}
+	return false
+}
+
+// TargetsSynced says, per target ("namespace/secret"), whether it holds the
+// current token and all its ServiceAccounts list it after the cycle. When a
+// rotation stopped before any write, targets keep the token they held, and
+// those that held the current one are still in sync.
+func (r Report) TargetsSynced() map[string]bool {
+	stoppedBeforeWrites := r.failedAt(StageCreate, StageVerify)
 	out := make(map[string]bool, len(r.Plan.Synced))
 	for key, synced := range r.Plan.Synced {
-		out[key] = synced || (r.Applied && !aborted && !r.Outcome.FailedTargets[key] && !r.Plan.Blocked[key])
+		switch {
+		case synced:
+			out[key] = true
+		case stoppedBeforeWrites || !r.Applied:
+			out[key] = r.Plan.Holding[key]
+		default:
+			out[key] = !r.Outcome.FailedTargets[key] && !r.Plan.Blocked[key]
+		}
 	}
 	return out
 }

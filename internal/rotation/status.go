@@ -53,7 +53,7 @@ type ServiceAccountStatus struct {
 // out; everything is in place exactly when that plan is empty and no
 // ServiceAccount is missing.
 func BuildStatus(obs Observed, plan Plan, policy Policy) Status {
-	st := Status{Now: obs.Now, Warnings: plan.Warnings, Pending: []string{}, Targets: []TargetStatus{}, ManagedTokens: []TokenStatus{}}
+	st := Status{Now: obs.Now, Warnings: append([]string{}, plan.Warnings...), Pending: []string{}, Targets: []TargetStatus{}, ManagedTokens: []TokenStatus{}}
 	current, _ := CurrentToken(obs)
 	renewal := func(exp *time.Time) *time.Time {
 		if exp == nil {

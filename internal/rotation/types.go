@@ -83,6 +83,9 @@ type Plan struct {
 	// Synced lists, per target ("namespace/secret"), whether it needs
 	// nothing from this plan.
 	Synced map[string]bool
+	// Holding marks targets that hold the current token with every
+	// ServiceAccount patched, whether or not a rotation is due.
+	Holding map[string]bool
 	// Blocked marks targets that cannot be in sync after this plan either,
 	// because a ServiceAccount they name does not exist yet.
 	Blocked map[string]bool
