@@ -137,14 +137,18 @@ func (a *app) runOnceCoordinated(ctx context.Context, cfg *config.Config, deps *
 		wctx, cancel := context.WithTimeout(ctx, 10*time.Minute)
 		defer cancel()
 		res, err := daemon.Request(wctx, deps.kube, lo.Namespace, lo.Name, opts.Force)
-		if err != nil {
+		switch {
+		case errors.Is(err, daemon.ErrNoLeader):
+			log.Warn("the daemon went away before running this request; running it here", "leader", holder)
+		case err != nil:
 			return failedErr(err)
+		default:
+			fmt.Fprintf(a.stdout, "%s (run by daemon %s)\n", res.Summary, holder)
+			if res.ExitCode != 0 {
+				return failedErr(errors.New("cycle failed"))
+			}
+			return nil
 		}
-		fmt.Fprintf(a.stdout, "%s (run by daemon %s)\n", res.Summary, holder)
-		if res.ExitCode != 0 {
-			return failedErr(errors.New("cycle failed"))
-		}
-		return nil
 	}
 	var rep rotation.Report
 	err = daemon.HoldingLease(ctx, deps.kube, *lo, 30*time.Second, func(ctx context.Context) {

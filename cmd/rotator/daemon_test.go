@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/robfig/cron/v3"
+	coordinationv1 "k8s.io/api/coordination/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/rotator-dev/rotator/internal/config"
@@ -291,6 +292,9 @@ func TestTwoDaemonsOneLeader(t *testing.T) {
 	if httpStatus(t, "http://"+b.d.Addr()+"/readyz") != 200 {
 		t.Fatal("standby not ready")
 	}
+	if la, lb := scrape(t, a.d, "rotator_leader", ""), scrape(t, b.d, "rotator_leader", ""); la != 1 || lb != 0 {
+		t.Fatalf("rotator_leader: leader %v, standby %v", la, lb)
+	}
 
 	a.stop()
 	took := w.eventually(10*time.Second, "b takes over", b.d.Leading)
@@ -366,4 +370,48 @@ func TestRunOnceReleasesTheLease(t *testing.T) {
 	if l.Spec.LeaseTransitions == nil && l.Spec.AcquireTime == nil {
 		t.Fatal("the lease was never taken")
 	}
+}
+
+// A leader that died without releasing the Lease: run-once hands the run
+// over, sees nobody answer once the Lease lapses, withdraws its request and
+// runs the cycle itself. A daemon started later does not replay it.
+func TestRunOnceFallsBackWhenTheLeaderIsDead(t *testing.T) {
+	w := newWorld(t)
+	w.mustRun("run-once")
+	first := w.assertConverged()
+	ghost, renew, seconds := "ghost", metav1.NewMicroTime(time.Now()), int32(1)
+	_, err := cluster.Clientset.CoordinationV1().Leases(w.namespaces[0]).Update(w.ctx(), &coordinationv1.Lease{
+		ObjectMeta: w.lease("rotator").ObjectMeta,
+		Spec:       coordinationv1.LeaseSpec{HolderIdentity: &ghost, RenewTime: &renew, AcquireTime: &renew, LeaseDurationSeconds: &seconds},
+	}, metav1.UpdateOptions{})
+	must(t, err)
+
+	start := time.Now()
+	code, out, stderr := w.run("run-once", "--force")
+	if code != 0 || strings.Contains(out, "run by daemon") || !strings.Contains(out, "created token") {
+		t.Fatalf("fallback: exit %d\nstdout %s\nstderr %s", code, out, stderr)
+	}
+	t.Logf("run-once ran the cycle itself %s after handing it to a dead leader", time.Since(start).Round(time.Millisecond))
+	second := w.assertConverged()
+	if second.ID == first.ID {
+		t.Fatal("no rotation")
+	}
+	if req := w.lease("rotator-request"); req.Annotations["rotator.dev/request-id"] != "" {
+		t.Fatalf("request not withdrawn: %v", req.Annotations)
+	}
+
+	// A daemon starting now runs an ordinary cycle: nothing to do.
+	r := w.startDaemonEvery("@every 1h", &daemon.LeaseOptions{Namespace: w.namespaces[0], Name: "rotator", Identity: "late",
+		LeaseDuration: 15 * time.Second, RenewDeadline: 10 * time.Second, RetryPeriod: time.Second})
+	w.eventually(20*time.Second, "late daemon cycles", func() bool { return r.d.Cycles() > 0 })
+	if third := w.assertConverged(); third.ID != second.ID {
+		t.Fatal("the late daemon replayed the withdrawn forced request")
+	}
+}
+
+func (w *world) lease(name string) *coordinationv1.Lease {
+	w.t.Helper()
+	l, err := cluster.Clientset.CoordinationV1().Leases(w.namespaces[0]).Get(w.ctx(), name, metav1.GetOptions{})
+	must(w.t, err)
+	return l
 }

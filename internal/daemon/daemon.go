@@ -113,6 +113,11 @@ func (d *Daemon) Addr() string {
 	return ""
 }
 
+func (d *Daemon) setLeading(v bool) {
+	d.leading.Store(v)
+	d.o.Metrics.SetLeader(v)
+}
+
 // Leading reports whether this replica is the acting one.
 func (d *Daemon) Leading() bool { return d.leading.Load() }
 
@@ -140,8 +145,9 @@ func (d *Daemon) Run(ctx context.Context) error {
 	d.o.Log.Info("daemon started", "listen", d.Addr(), "leader_election", d.o.Lease != nil)
 
 	if d.o.Lease == nil {
-		d.leading.Store(true)
+		d.setLeading(true)
 		d.lead(ctx)
+		d.o.Log.Info("stopped")
 		return nil
 	}
 	return d.campaign(ctx)
@@ -173,7 +179,7 @@ func (d *Daemon) campaign(ctx context.Context) error {
 					started.Store(true)
 					defer close(loopDone)
 					d.standby.Store(false)
-					d.leading.Store(true)
+					d.setLeading(true)
 					d.o.Log.Info("became leader", "lease", lo.Namespace+"/"+lo.Name, "identity", lo.Identity)
 					loopCtx, cancel := context.WithCancel(ctx)
 					defer cancel()
@@ -185,9 +191,9 @@ func (d *Daemon) campaign(ctx context.Context) error {
 						}
 					}()
 					d.lead(loopCtx)
-					d.leading.Store(false)
+					d.setLeading(false)
 				},
-				OnStoppedLeading: func() { d.leading.Store(false) },
+				OnStoppedLeading: func() { d.setLeading(false) },
 				OnNewLeader: func(identity string) {
 					if identity != lo.Identity {
 						d.o.Log.Info("standing by", "leader", identity)
@@ -214,6 +220,7 @@ func (d *Daemon) campaign(ctx context.Context) error {
 			d.o.Log.Warn("lost the Lease; campaigning again")
 		}
 	}
+	d.o.Log.Info("stopped; the Lease is released")
 	return nil
 }
 
@@ -253,6 +260,7 @@ func (d *Daemon) lead(ctx context.Context) {
 		select {
 		case <-ctx.Done():
 			timer.Stop()
+			d.o.Log.Info("shutting down: no cycle in flight")
 			return
 		case <-timer.C:
 			reason = "schedule"

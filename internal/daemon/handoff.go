@@ -23,11 +23,20 @@ import (
 // annotations carry the request and, once the cycle is done, its result.
 const (
 	annRequestID  = "rotator.dev/request-id"
+	annRequestAt  = "rotator.dev/requested-at"
 	annForce      = "rotator.dev/request-force"
 	annResultID   = "rotator.dev/result-id"
 	annResultCode = "rotator.dev/result-exit-code"
 	annResultText = "rotator.dev/result-summary"
 )
+
+// requestTTL bounds how long a request may wait: a daemon that starts long
+// after its requester gave up must not run a surprise forced rotation.
+const requestTTL = 2 * time.Minute
+
+// ErrNoLeader means the daemon a request was handed to went away; the
+// request has been withdrawn and the caller may act itself.
+var ErrNoLeader = errors.New("no daemon holds the lease any more")
 
 // RequestLeaseName names the Lease that carries manual requests.
 func RequestLeaseName(lease string) string { return lease + "-request" }
@@ -104,12 +113,13 @@ func Request(ctx context.Context, kube kubernetes.Interface, namespace, lease st
 			return Result{ExitCode: code, Summary: l.Annotations[annResultText]}, nil
 		}
 		// A pending request survives a leader handover (the next leader
-		// picks it up); only a Lease left without a leader means no answer.
+		// picks it up); a Lease left without a leader means no answer.
 		if _, live, err := LiveLeader(ctx, kube, namespace, lease, time.Now()); err == nil && !live {
 			if leaderlessSince.IsZero() {
 				leaderlessSince = time.Now()
-			} else if time.Since(leaderlessSince) > 30*time.Second {
-				return Result{}, fmt.Errorf("no daemon has held lease %s/%s for 30s and request %s is unanswered; run again", namespace, lease, id)
+			} else if time.Since(leaderlessSince) > 5*time.Second {
+				withdraw(ctx, kube, namespace, name, id)
+				return Result{}, fmt.Errorf("request %s on lease %s/%s: %w", id, namespace, lease, ErrNoLeader)
 			}
 		} else {
 			leaderlessSince = time.Time{}
@@ -123,6 +133,23 @@ func setRequest(l *coordinationv1.Lease, id string, force bool) {
 	}
 	l.Annotations[annRequestID] = id
 	l.Annotations[annForce] = strconv.FormatBool(force)
+	l.Annotations[annRequestAt] = time.Now().UTC().Format(time.RFC3339)
+}
+
+// withdraw removes request id if it is still the pending one.
+func withdraw(ctx context.Context, kube kubernetes.Interface, namespace, name, id string) {
+	leases := kube.CoordinationV1().Leases(namespace)
+	_ = retry.RetryOnConflict(retry.DefaultBackoff, func() error {
+		l, err := leases.Get(ctx, name, metav1.GetOptions{})
+		if err != nil || l.Annotations[annRequestID] != id {
+			return err
+		}
+		delete(l.Annotations, annRequestID)
+		delete(l.Annotations, annForce)
+		delete(l.Annotations, annRequestAt)
+		_, err = leases.Update(ctx, l, metav1.UpdateOptions{})
+		return err
+	})
 }
 
 // pendingRequest reads an unanswered request, if any.
@@ -134,6 +161,9 @@ func pendingRequest(ctx context.Context, kube kubernetes.Interface, namespace, l
 	id = l.Annotations[annRequestID]
 	if id == "" || l.Annotations[annResultID] == id {
 		return "", false, false
+	}
+	if at, err := time.Parse(time.RFC3339, l.Annotations[annRequestAt]); err != nil || time.Since(at) > requestTTL {
+		return "", false, false // its requester has given up
 	}
 	return id, l.Annotations[annForce] == "true", true
 }

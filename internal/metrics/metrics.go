@@ -28,6 +28,7 @@ type Metrics struct {
 	tokenRenewal   *prometheus.GaugeVec
 	apiTokenExpiry *prometheus.GaugeVec
 	managedTokens  prometheus.Gauge
+	leader         prometheus.Gauge
 	targetSynced   *prometheus.GaugeVec
 	cycleDuration  prometheus.Histogram
 	renewBefore    time.Duration
@@ -69,6 +70,9 @@ func New(version, goVersion string, renewBefore time.Duration) *Metrics {
 		apiTokenExpiry: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Name: "rotator_gitlab_api_token_expiry_timestamp_seconds", Help: "Expiry of the rotator's own GitLab API token, Unix seconds.",
 		}, nil),
+		leader: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "rotator_leader", Help: "1 on the replica that acts, 0 on standbys; aggregate other series over leaders.",
+		}),
 		renewBefore: renewBefore,
 	}
 	buildInfo := prometheus.NewGaugeVec(prometheus.GaugeOpts{
@@ -84,7 +88,7 @@ func New(version, goVersion string, renewBefore time.Duration) *Metrics {
 		m.errors.WithLabelValues(string(stage))
 	}
 	m.registry.MustRegister(m.cycles, m.rotations, m.errors, m.lastSuccess, m.tokenExpiry, m.tokenRenewal,
-		m.managedTokens, m.targetSynced, m.cycleDuration, m.apiTokenExpiry, buildInfo,
+		m.managedTokens, m.leader, m.targetSynced, m.cycleDuration, m.apiTokenExpiry, buildInfo,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }
@@ -133,6 +137,15 @@ func (m *Metrics) ObserveCycle(rep rotation.Report) {
 		}
 		m.targetSynced.WithLabelValues(ns, secret).Set(v)
 	}
+}
+
+// SetLeader records whether this replica acts.
+func (m *Metrics) SetLeader(leading bool) {
+	v := 0.0
+	if leading {
+		v = 1
+	}
+	m.leader.Set(v)
 }
 
 // SetAPITokenExpiry records the rotator's own API token expiry.
