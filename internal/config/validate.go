@@ -438,8 +438,9 @@ func (c *Config) validateDaemon() error {
 	if msgs := validation.IsDNS1123Label(d.LeaseNamespace); len(msgs) > 0 {
 		return c.invalidf("daemon.leaseNamespace", "%q is not a namespace name: %s", d.LeaseNamespace, labelRule)
 	}
-	if msgs := validation.IsDNS1123Subdomain(d.LeaseName); len(msgs) > 0 {
-		return c.invalidf("daemon.leaseName", "%q is not a valid name: %s", d.LeaseName, subdomainRule)
+	// run-once's requests go to "<leaseName>-request", which must be valid too.
+	if msgs := validation.IsDNS1123Subdomain(d.LeaseName + "-request"); len(msgs) > 0 {
+		return c.invalidf("daemon.leaseName", "%q is not a valid name (it also names %q-request): %s", d.LeaseName, d.LeaseName, subdomainRule)
 	}
 	if d.RetryMin <= 0 {
 		return c.invalidf("daemon.retryMin", "must be > 0, got %s", d.RetryMin)
