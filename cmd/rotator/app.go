@@ -147,16 +147,7 @@ every decision; it exists for tests that move the GitLab emulator's clock.`,
   rotator run-once --config /etc/rotator/config.yaml --force`,
 		Args: noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			cfg, err := a.loadConfig(cmd.Flags())
-			if err != nil {
-				return err
-			}
-			log := newLogger(a.stderr, cfg.Log)
-			now, err := a.clock(log)
-			if err != nil {
-				return err
-			}
-			deps, err := newDeps(cfg, log, now)
+			cfg, log, deps, err := a.prepare(cmd.Flags())
 			if err != nil {
 				return err
 			}
@@ -198,6 +189,26 @@ func (a *app) loadConfig(flags *pflag.FlagSet) (*config.Config, error) {
 		return nil, usageErr(err)
 	}
 	return cfg, nil
+}
+
+// prepare does what every command that talks to GitLab and the cluster
+// does first: load and validate the config, set up logging and the clock,
+// and build the clients, all without a network call.
+func (a *app) prepare(flags *pflag.FlagSet) (*config.Config, *slog.Logger, *deps, error) {
+	cfg, err := a.loadConfig(flags)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	log := newLogger(a.stderr, cfg.Log)
+	now, err := a.clock(log)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	deps, err := newDeps(cfg, log, now)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	return cfg, log, deps, nil
 }
 
 // clock honours ROTATOR_NOW, the test clock of design.md.

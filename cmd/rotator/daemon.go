@@ -41,16 +41,7 @@ SIGTERM stops the daemon after the cycle in flight finishes; the Lease is
 released so a standby takes over at once.`,
 		Args: noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			cfg, err := a.loadConfig(cmd.Flags())
-			if err != nil {
-				return err
-			}
-			log := newLogger(a.stderr, cfg.Log)
-			now, err := a.clock(log)
-			if err != nil {
-				return err
-			}
-			deps, err := newDeps(cfg, log, now)
+			cfg, log, deps, err := a.prepare(cmd.Flags())
 			if err != nil {
 				return err
 			}

@@ -117,12 +117,7 @@ func TestSIGTERMDuringRotation(t *testing.T) {
 		// everywhere; no cycle created more than one.
 		w.mustRun("run-once")
 		w.assertConverged()
-		posts := 0
-		for _, r := range w.emu.Requests() {
-			if r.Method == "POST" {
-				posts++
-			}
-		}
+		posts := w.tokensCreated()
 		if posts > base+2 {
 			t.Fatalf("SIGTERM after %s: %d tokens created by two cycles", after, posts)
 		}
@@ -161,12 +156,7 @@ func TestStandbyTakesOverFromKilledLeader(t *testing.T) {
 	if !strings.Contains(standbyLog, "became leader") {
 		t.Fatalf("standby log does not show leadership:\n%s", standbyLog)
 	}
-	posts := 0
-	for _, r := range w.emu.Requests() {
-		if r.Method == "POST" {
-			posts++
-		}
-	}
+	posts := w.tokensCreated()
 	if posts != 1 {
 		t.Fatalf("%d tokens created; the standby must not rotate a healthy token", posts)
 	}

@@ -176,12 +176,7 @@ func TestDaemonRotatesOnlyWhenDue(t *testing.T) {
 		return len(a) == 1 && a[0].ID != first.ID && w.converged()
 	})
 	t.Logf("rotated %s after the clock crossed the renewal point", took.Round(time.Millisecond))
-	creates := 0
-	for _, req := range w.emu.Requests() {
-		if req.Method == "POST" {
-			creates++
-		}
-	}
+	creates := w.tokensCreated()
 	if creates != 2 {
 		t.Fatalf("%d tokens created, want 2", creates)
 	}
@@ -305,12 +300,7 @@ func TestTwoDaemonsOneLeader(t *testing.T) {
 		all := w.managed(false)
 		return len(all) == 1 && all[0].ID != first.ID && w.converged()
 	})
-	creates := 0
-	for _, req := range w.emu.Requests() {
-		if req.Method == "POST" {
-			creates++
-		}
-	}
+	creates := w.tokensCreated()
 	if creates != 2 {
 		t.Fatalf("%d tokens created over two rotations, want 2 (no double rotation)", creates)
 	}
@@ -337,12 +327,7 @@ func TestRunOnceHandsOffToLiveDaemon(t *testing.T) {
 	if second.ID == first.ID {
 		t.Fatal("forced request did not rotate")
 	}
-	posts := 0
-	for _, req := range w.emu.Requests() {
-		if req.Method == "POST" {
-			posts++
-		}
-	}
+	posts := w.tokensCreated()
 	if posts != 2 {
 		t.Fatalf("%d tokens created; the manual run must not act beside the daemon", posts)
 	}

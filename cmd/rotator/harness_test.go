@@ -386,3 +386,14 @@ func (w *world) assertEvents(ns string, reasons ...string) {
 		}
 	}
 }
+
+// tokensCreated counts create requests GitLab received.
+func (w *world) tokensCreated() int {
+	n := 0
+	for _, r := range w.emu.Requests() {
+		if r.Endpoint == gitlabemu.EndpointCreateDeployToken {
+			n++
+		}
+	}
+	return n
+}

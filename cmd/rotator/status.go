@@ -34,16 +34,7 @@ Exit status: 0 when everything is in place, 1 when anything is out of place
 			if output != "table" && output != "json" {
 				return usageErr(fmt.Errorf("--output must be table or json, got %q", output))
 			}
-			cfg, err := a.loadConfig(cmd.Flags())
-			if err != nil {
-				return err
-			}
-			log := newLogger(a.stderr, cfg.Log)
-			now, err := a.clock(log)
-			if err != nil {
-				return err
-			}
-			deps, err := newDeps(cfg, log, now)
+			_, _, deps, err := a.prepare(cmd.Flags())
 			if err != nil {
 				return err
 			}
