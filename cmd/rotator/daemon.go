@@ -79,7 +79,7 @@ released so a standby takes over at once.`,
 }
 
 // leaseOptions uses client-go's usual timings: a dead leader is replaced
-// within 15 s.
+// after about the lease duration plus a retry period (15-20 s).
 func leaseOptions(cfg *config.Config) *daemon.LeaseOptions {
 	return &daemon.LeaseOptions{
 		Namespace:     cfg.Daemon.LeaseNamespace,

@@ -220,7 +220,7 @@ func (d *Daemon) campaign(ctx context.Context) error {
 			d.o.Log.Warn("lost the Lease; campaigning again")
 		}
 	}
-	d.o.Log.Info("stopped; the Lease is released")
+	d.o.Log.Info("stopped")
 	return nil
 }
 

@@ -61,8 +61,17 @@ func LiveLeader(ctx context.Context, kube kubernetes.Interface, namespace, name 
 	if s.HolderIdentity == nil || *s.HolderIdentity == "" || s.RenewTime == nil || s.LeaseDurationSeconds == nil {
 		return "", false, nil
 	}
-	expires := s.RenewTime.Add(time.Duration(*s.LeaseDurationSeconds) * time.Second)
-	return *s.HolderIdentity, now.Before(expires), nil
+	return *s.HolderIdentity, !leaseExpired(l, now), nil
+}
+
+// leaseExpired reports whether a held Lease was last renewed longer than its
+// duration ago.
+func leaseExpired(l *coordinationv1.Lease, now time.Time) bool {
+	s := l.Spec
+	if s.HolderIdentity == nil || *s.HolderIdentity == "" || s.RenewTime == nil || s.LeaseDurationSeconds == nil {
+		return false
+	}
+	return !now.Before(s.RenewTime.Add(time.Duration(*s.LeaseDurationSeconds) * time.Second))
 }
 
 // Request asks the leader for a cycle and waits for its result.
@@ -197,13 +206,21 @@ func HoldingLease(ctx context.Context, kube kubernetes.Interface, lo LeaseOption
 	// The elector only logs why it cannot create the Lease (a missing
 	// namespace, RBAC); create it unheld first so such errors surface here.
 	leases := kube.CoordinationV1().Leases(lo.Namespace)
-	if _, err := leases.Get(ctx, lo.Name, metav1.GetOptions{}); apierrors.IsNotFound(err) {
+	l, err := leases.Get(ctx, lo.Name, metav1.GetOptions{})
+	switch {
+	case apierrors.IsNotFound(err):
 		_, err = leases.Create(ctx, &coordinationv1.Lease{ObjectMeta: metav1.ObjectMeta{Namespace: lo.Namespace, Name: lo.Name}}, metav1.CreateOptions{})
 		if err != nil && !apierrors.IsAlreadyExists(err) {
 			return fmt.Errorf("create lease %s/%s: %w", lo.Namespace, lo.Name, err)
 		}
-	} else if err != nil {
+	case err != nil:
 		return fmt.Errorf("read lease %s/%s: %w", lo.Namespace, lo.Name, err)
+	case leaseExpired(l, time.Now()):
+		// The elector would wait a whole lease duration from the moment it
+		// first sees a dead holder's record; clear it (conditional on its
+		// resourceVersion, so a live renewal wins) to take it at once.
+		l.Spec.HolderIdentity = nil
+		_, _ = leases.Update(ctx, l, metav1.UpdateOptions{})
 	}
 	lock := &resourcelock.LeaseLock{
 		LeaseMeta:  metav1.ObjectMeta{Namespace: lo.Namespace, Name: lo.Name},
