@@ -35,7 +35,15 @@ say "Starting the GitLab emulator (project 7 = games/fleet)"
 gitlab-emulator --listen 127.0.0.1:0 --ready-file "$work/emulator.addr" --api-token-file "$work/gitlab-token" 2>"$work/emulator.log" &
 pids+=($!)
 wait_for "$work/emulator.addr"
-emulator="http://$(cat "$work/emulator.addr")"
+# localhost, not 127.0.0.1: registry clients refuse a token realm on a
+# loopback IP whose host differs from the registry's.
+emulator="http://$(sed 's/^127\.0\.0\.1/localhost/' "$work/emulator.addr")"
+
+say "Starting a real container registry (distribution) that trusts the emulator's token service"
+devenv registry --emulator "$emulator" --dir "$work/registry" &
+pids+=($!)
+wait_for "$work/registry/host"
+registry="$(cat "$work/registry/host")"
 
 cat >"$work/config.yaml" <<YAML
 gitlab:
@@ -43,7 +51,9 @@ gitlab:
   allowInsecureHTTP: true        # the emulator speaks plain HTTP on loopback
   tokenFile: $work/gitlab-token
   project: games/fleet
-  registryHost: registry.demo.example
+  registryHost: $registry
+verify:
+  repository: games/fleet        # each new token must pull from here first
 token:
   prefix: k8s-pull
   lifetime: 30d                  # renewBefore defaults to 10d
@@ -59,7 +69,7 @@ run_once() {
   ROTATOR_NOW="$(devenv clock --emulator "$emulator")" ROTATOR_LOG_FORMAT=text \
     rotator run-once --config "$work/config.yaml" "$@"
 }
-show() { devenv show --kubeconfig "$KUBECONFIG" --registry-host registry.demo.example --emulator "$emulator"; }
+show() { devenv show --kubeconfig "$KUBECONFIG" --registry-host "$registry" --emulator "$emulator"; }
 writes() { echo "$(devenv writes --emulator "$emulator") $(devenv writes --audit-log "$work/cluster/audit.log")"; }
 
 say "1. First run: create a deploy token, write both Secrets, patch the ServiceAccounts"

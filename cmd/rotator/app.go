@@ -21,6 +21,7 @@ import (
 	"github.com/rotator-dev/rotator/internal/config"
 	"github.com/rotator-dev/rotator/internal/gitlab"
 	"github.com/rotator-dev/rotator/internal/kube"
+	"github.com/rotator-dev/rotator/internal/registry"
 	"github.com/rotator-dev/rotator/internal/rotation"
 	"github.com/rotator-dev/rotator/internal/secret"
 	"github.com/rotator-dev/rotator/internal/version"
@@ -279,13 +280,28 @@ func newDeps(cfg *config.Config, log *slog.Logger, now func() time.Time) (*deps,
 	}
 	cluster := kube.NewClient(cs)
 	cluster.OnEventError(func(err error) { log.Warn("could not record an Event", "error", err) })
+	var verifier rotation.Verifier
+	if cfg.Verify.Enabled {
+		verifier = &registry.Verifier{
+			Repository: cfg.Verify.Repository,
+			Tag:        cfg.Verify.Tag,
+			Transport:  gitlab.Transport(cfg.CAPool()),
+			Insecure:   cfg.GitLab.AllowInsecureHTTP,
+			Timeout:    cfg.GitLab.Timeout.Std(),
+			Attempts:   5,
+			Wait:       2 * time.Second,
+		}
+	} else {
+		log.Warn("verify is off: new tokens reach the Secrets without proof that they can pull")
+	}
 	return &deps{
 		gitlab: gl,
 		kube:   cs,
 		runner: &rotation.Runner{
-			GitLab:  gl,
-			Cluster: cluster,
-			Events:  cluster,
+			GitLab:   gl,
+			Cluster:  cluster,
+			Events:   cluster,
+			Verifier: verifier,
 			Policy: rotation.Policy{
 				Prefix:       cfg.Token.Prefix,
 				Scopes:       cfg.Token.Scopes,

@@ -56,7 +56,6 @@ func TestMain(m *testing.M) {
 const (
 	projectID   = 7
 	projectPath = "games/fleet"
-	registry    = "registry.test.example:5050"
 	scope       = "project:7"
 )
 
@@ -64,15 +63,18 @@ var nsCounter atomic.Int64
 
 // world is one test's GitLab emulator, namespaces and config.
 type world struct {
-	t          *testing.T
-	emu        *gitlabemu.Server
-	url        string
-	pat        string
-	patFile    string
-	configPath string
-	namespaces []string
-	now        time.Time
-	env        map[string]string
+	t   *testing.T
+	emu *gitlabemu.Server
+	url string
+	// registryHost is a real registry (distribution) that trusts the
+	// emulator's token service.
+	registryHost string
+	pat          string
+	patFile      string
+	configPath   string
+	namespaces   []string
+	now          time.Time
+	env          map[string]string
 	// transcript collects everything the rotator printed, for leak checks.
 	transcript *bytes.Buffer
 	// seen holds every credential value observed, including revoked ones.
@@ -96,9 +98,15 @@ func newWorld(t *testing.T) *world {
 		Roles: map[string]gitlabemu.Role{scope: gitlabemu.Maintainer}})
 	srv := httptest.NewServer(emu)
 	t.Cleanup(srv.Close)
+	// "localhost", not 127.0.0.1: go-containerregistry refuses a token realm
+	// on a loopback IP whose host differs from the registry's.
+	url := strings.Replace(srv.URL, "127.0.0.1", "localhost", 1)
 
 	dir := t.TempDir()
-	w := &world{t: t, emu: emu, url: srv.URL, pat: pat, now: start, transcript: &bytes.Buffer{}, seen: map[string]bool{}}
+	reg, err := testenv.StartRegistry(filepath.Join(dir, "registry"), url+"/jwt/auth", emu.Issuer(), emu.JWKS())
+	must(t, err)
+	t.Cleanup(func() { _ = reg.Stop() })
+	w := &world{t: t, emu: emu, url: url, registryHost: reg.Host, pat: pat, now: start, transcript: &bytes.Buffer{}, seen: map[string]bool{}}
 	n := nsCounter.Add(1)
 	w.namespaces = []string{fmt.Sprintf("it%d-default", n), fmt.Sprintf("it%d-game-servers", n)}
 	for _, ns := range w.namespaces {
@@ -116,7 +124,7 @@ func newWorld(t *testing.T) *world {
 	return w
 }
 
-func (w *world) writeConfig(project string) { w.writeConfigFor(project, registry) }
+func (w *world) writeConfig(project string) { w.writeConfigFor(project, w.registryHost) }
 
 func (w *world) writeConfigFor(project, registryHost string) {
 	cfg := fmt.Sprintf(`gitlab:
@@ -249,7 +257,8 @@ func (w *world) managed(activeOnly bool) []gitlabemu.DeployToken {
 
 // decodeAuth returns the username and password the Secret holds for the
 // registry, decoded from the auth field as kubelet does.
-func decodeAuth(t *testing.T, s *corev1.Secret) (string, string) {
+func (w *world) decodeAuth(s *corev1.Secret) (string, string) {
+	t := w.t
 	t.Helper()
 	if s.Type != corev1.SecretTypeDockerConfigJson {
 		t.Fatalf("secret %s/%s has type %s", s.Namespace, s.Name, s.Type)
@@ -260,9 +269,9 @@ func decodeAuth(t *testing.T, s *corev1.Secret) (string, string) {
 		} `json:"auths"`
 	}
 	must(t, json.Unmarshal(s.Data[corev1.DockerConfigJsonKey], &cfg))
-	entry, ok := cfg.Auths[registry]
+	entry, ok := cfg.Auths[w.registryHost]
 	if !ok {
-		t.Fatalf("secret %s/%s has no entry for %s", s.Namespace, s.Name, registry)
+		t.Fatalf("secret %s/%s has no entry for %s", s.Namespace, s.Name, w.registryHost)
 	}
 	raw, err := base64.StdEncoding.DecodeString(entry.Auth)
 	must(t, err)
@@ -283,7 +292,7 @@ func (w *world) assertConverged() gitlabemu.DeployToken {
 	w.seen[tok.Token] = true
 	for _, ns := range w.namespaces {
 		s := w.secret(ns)
-		user, pass := decodeAuth(w.t, s)
+		user, pass := w.decodeAuth(s)
 		if user != tok.Username || pass != tok.Token {
 			w.t.Fatalf("secret %s/gitlab holds %s, not token %d (%s)", ns, user, tok.ID, tok.Username)
 		}
@@ -346,9 +355,9 @@ func itoa(i int64) string { return fmt.Sprint(i) }
 
 func writeFile(path, content string) error { return os.WriteFile(path, []byte(content), 0o600) }
 
-func dockerConfig(user, pass string) []byte {
+func (w *world) dockerConfig(user, pass string) []byte {
 	auth := base64.StdEncoding.EncodeToString([]byte(user + ":" + pass))
-	return []byte(`{"auths":{"` + registry + `":{"username":"` + user + `","password":"` + pass + `","auth":"` + auth + `"}}}`)
+	return []byte(`{"auths":{"` + w.registryHost + `":{"username":"` + user + `","password":"` + pass + `","auth":"` + auth + `"}}}`)
 }
 
 // apiExpiredFlag reads GitLab's own expired flag over the REST API.

@@ -12,6 +12,7 @@ import (
 	"github.com/rotator-dev/rotator/internal/gitlabemu"
 	"github.com/rotator-dev/rotator/internal/kube"
 	"github.com/rotator-dev/rotator/internal/secret"
+	"github.com/rotator-dev/rotator/internal/testenv"
 )
 
 func TestFirstRunThenNoOp(t *testing.T) {
@@ -99,7 +100,7 @@ func TestExpiredTokenWhoseFlagStillSaysFalse(t *testing.T) {
 	for _, ns := range w.namespaces {
 		s := w.secret(ns)
 		s.Annotations["rotator.dev/token-id"] = itoa(old.ID)
-		s.Data[corev1.DockerConfigJsonKey] = dockerConfig(old.Username, old.Token)
+		s.Data[corev1.DockerConfigJsonKey] = w.dockerConfig(old.Username, old.Token)
 		_, err := cluster.Clientset.CoreV1().Secrets(ns).Update(w.ctx(), s, metav1.UpdateOptions{})
 		must(t, err)
 	}
@@ -152,13 +153,13 @@ func TestSecretDeletedOrEditedIsRepairedWithoutGitLabWrites(t *testing.T) {
 		}},
 		{"credential edited", func(ns string) {
 			s := w.secret(ns)
-			s.Data[corev1.DockerConfigJsonKey] = dockerConfig(tok.Username, "gldt-typo")
+			s.Data[corev1.DockerConfigJsonKey] = w.dockerConfig(tok.Username, "gldt-typo")
 			_, err := cluster.Clientset.CoreV1().Secrets(ns).Update(w.ctx(), s, metav1.UpdateOptions{})
 			must(t, err)
 		}},
 		{"credential edited and fingerprint removed", func(ns string) {
 			s := w.secret(ns)
-			s.Data[corev1.DockerConfigJsonKey] = dockerConfig(tok.Username, "gldt-typo")
+			s.Data[corev1.DockerConfigJsonKey] = w.dockerConfig(tok.Username, "gldt-typo")
 			delete(s.Annotations, kube.AnnotationFingerprint)
 			_, err := cluster.Clientset.CoreV1().Secrets(ns).Update(w.ctx(), s, metav1.UpdateOptions{})
 			must(t, err)
@@ -389,7 +390,7 @@ func TestGitLabErrorsChangeNothing(t *testing.T) {
 				t.Fatalf("create was retried: %d POSTs", g)
 			}
 			for _, ns := range w.namespaces {
-				if u, p := decodeAuth(t, w.secret(ns)); u != before.Username || p != before.Token {
+				if u, p := w.decodeAuth(w.secret(ns)); u != before.Username || p != before.Token {
 					t.Fatalf("secret %s changed", ns)
 				}
 			}
@@ -405,7 +406,7 @@ func TestAdoptsHandMadeSecret(t *testing.T) {
 	manual := w.emu.SeedDeployToken(scope, "k8s-pull", []string{"read_registry"}, &far)
 	ns := w.namespaces[0]
 	hand := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "gitlab"}, Type: corev1.SecretTypeDockerConfigJson,
-		Data: map[string][]byte{corev1.DockerConfigJsonKey: []byte(`{"auths":{"` + registry + `":{"auth":"aGFuZDptYWRl"},"docker.io":{"auth":"ZDpo"}}}`)}}
+		Data: map[string][]byte{corev1.DockerConfigJsonKey: []byte(`{"auths":{"` + w.registryHost + `":{"auth":"aGFuZDptYWRl"},"docker.io":{"auth":"ZDpo"}}}`)}}
 	created, err := cluster.Clientset.CoreV1().Secrets(ns).Create(w.ctx(), hand, metav1.CreateOptions{})
 	must(t, err)
 	w.mustRun("run-once")
@@ -432,7 +433,11 @@ func TestRegistryHostChange(t *testing.T) {
 	w := newWorld(t)
 	w.mustRun("run-once")
 	old := w.assertConverged()
-	w.writeConfigFor(projectPath, "registry.moved.example")
+	moved, err := testenv.StartRegistry(t.TempDir(), w.url+"/jwt/auth", w.emu.Issuer(), w.emu.JWKS())
+	must(t, err)
+	t.Cleanup(func() { _ = moved.Stop() })
+	oldHost := w.registryHost
+	w.writeConfigFor(projectPath, moved.Host)
 	w.advance(time.Minute)
 	w.mustRun("run-once")
 	if tok := w.managed(true); len(tok) != 1 || tok[0].ID == old.ID {
@@ -440,7 +445,7 @@ func TestRegistryHostChange(t *testing.T) {
 	}
 	for _, ns := range w.namespaces {
 		data := string(w.secret(ns).Data[corev1.DockerConfigJsonKey])
-		if strings.Contains(data, registry) || !strings.Contains(data, "registry.moved.example") {
+		if strings.Contains(data, `"`+oldHost+`"`) || !strings.Contains(data, `"`+moved.Host+`"`) {
 			t.Fatalf("secret %s auths after host change: old entry kept or new one missing", ns)
 		}
 	}
@@ -457,7 +462,7 @@ func TestResumesAfterCrashBetweenWrites(t *testing.T) {
 	far := w.now.Add(30 * 24 * time.Hour)
 	fresh := w.emu.SeedDeployToken(scope, "k8s-pull-20261203-100000", []string{"read_registry"}, &far)
 	must(t, kube.NewClient(cluster.Clientset).WritePullSecret(w.ctx(), w.namespaces[0], "gitlab", kube.PullSecretContent{
-		RegistryHost: registry,
+		RegistryHost: w.registryHost,
 		Credential:   gitlab.Credential{Username: fresh.Username, Password: secret.New(fresh.Token)},
 		Token:        gitlab.DeployToken{ID: fresh.ID, Name: fresh.Name, ExpiresAt: fresh.ExpiresAt},
 		RotatedAt:    w.now,
@@ -494,7 +499,7 @@ func TestFailedTargetHoldsRevocationBack(t *testing.T) {
 		t.Fatalf("exit %d: %s", code, stderr)
 	}
 	// The healthy target got the new token; the old one was not revoked.
-	user, _ := decodeAuth(t, w.secret(w.namespaces[0]))
+	user, _ := w.decodeAuth(w.secret(w.namespaces[0]))
 	if user == old.Username {
 		t.Fatal("healthy target did not get the new token")
 	}

@@ -5,6 +5,7 @@
 //	devenv show --kubeconfig K ...     print the target Secrets, ServiceAccounts and GitLab tokens
 //	devenv writes --audit-log F        count the rotator's write requests to Kubernetes
 //	devenv clock --emulator URL [--advance 21d]   read or move the emulator's clock
+//	devenv registry --emulator URL --dir D       serve a real registry (distribution) trusting the emulator
 package main
 
 import (
@@ -13,6 +14,7 @@ import (
 	"encoding/json"
 	"flag"
 	"fmt"
+	"io"
 	"net/http"
 	"os"
 	"os/signal"
@@ -44,6 +46,8 @@ func main() {
 		err = writes(os.Args[2:])
 	case "clock":
 		err = clock(os.Args[2:])
+	case "registry":
+		err = registry(os.Args[2:])
 	default:
 		err = fmt.Errorf("unknown command %q", os.Args[1])
 	}
@@ -236,4 +240,32 @@ func getJSON(url string, v any) error {
 		return fmt.Errorf("GET %s: %s", url, resp.Status)
 	}
 	return json.NewDecoder(resp.Body).Decode(v)
+}
+
+func registry(args []string) error {
+	fs := flag.NewFlagSet("registry", flag.ExitOnError)
+	emulator := fs.String("emulator", "", "emulator base URL, with host localhost")
+	dir := fs.String("dir", "", "state folder; the registry host is written to DIR/host once serving")
+	_ = fs.Parse(args)
+	resp, err := http.Get(*emulator + "/-/emulator/jwks")
+	if err != nil {
+		return err
+	}
+	jwks, err := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if err != nil || resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("read the emulator's JWKS: %s %v", resp.Status, err)
+	}
+	reg, err := testenv.StartRegistry(*dir, *emulator+"/jwt/auth", "gitlab-issuer", jwks)
+	if err != nil {
+		return err
+	}
+	defer func() { _ = reg.Stop() }()
+	if err := os.WriteFile(filepath.Join(*dir, "host"), []byte(reg.Host+"\n"), 0o600); err != nil {
+		return err
+	}
+	sig := make(chan os.Signal, 1)
+	signal.Notify(sig, os.Interrupt, syscall.SIGTERM)
+	<-sig
+	return nil
 }

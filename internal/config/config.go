@@ -26,12 +26,23 @@ type Config struct {
 	Log             Log      `json:"log"`
 	Schedule        string   `json:"schedule"`
 	Daemon          Daemon   `json:"daemon"`
+	Verify          Verify   `json:"verify"`
 	Kubeconfig      string   `json:"kubeconfig,omitempty"`
 
 	// loaded is a pointer so that fmt's %v/%+v/%#v, which print unexported
 	// fields without calling their methods, show an address and never the
 	// API token.
 	loaded *loaded
+}
+
+// Verify configures the proof that a new token can pull before any Secret
+// holds it.
+type Verify struct {
+	Enabled bool `json:"enabled"`
+	// Repository is the image path whose manifest is checked.
+	Repository string `json:"repository,omitempty"`
+	// Tag need not exist: a 404 with valid credentials proves access.
+	Tag string `json:"tag"`
 }
 
 // Daemon configures `rotator daemon` (and the Lease run-once checks).

@@ -349,6 +349,7 @@ func TestEnvAndFlagsOnly(t *testing.T) {
 		"ROTATOR_GITLAB_CA_FILE":    f.ca,
 		"ROTATOR_REGISTRY_HOST":     "registry.example.com:5050",
 		"ROTATOR_GROUP":             "games/servers",
+		"ROTATOR_VERIFY_REPOSITORY": "games/servers/fleet",
 		"ROTATOR_NAMESPACES":        "default",
 		"ROTATOR_LOG_FORMAT":        "TEXT",
 	}
@@ -508,6 +509,8 @@ func TestBadInput(t *testing.T) {
 		{name: "bad listen address", edits: []edit{{"daemon.listen", "8080"}}, field: "daemon.listen", want: "host:port"},
 		{name: "retryMax below retryMin", edits: []edit{{"daemon.retryMin", "10m"}, {"daemon.retryMax", "1m"}}, field: "daemon.retryMax", want: "at least"},
 		{name: "bad lease namespace", edits: []edit{{"daemon.leaseNamespace", "Not_A_NS"}}, field: "daemon.leaseNamespace", want: "not a namespace"},
+		{name: "verify repository missing for a group", edits: []edit{{"gitlab.project", nil}, {"gitlab.group", "games"}}, field: "verify.repository", want: "required"},
+		{name: "verify repository not an image path", edits: []edit{{"verify.repository", "Games/Fleet"}}, field: "verify.repository", want: "image path"},
 		{name: "bad log level", env: map[string]string{"ROTATOR_LOG_LEVEL": "loud"}, field: "log.level", want: "(set by ROTATOR_LOG_LEVEL)"},
 		{name: "duplicate namespace", env: map[string]string{"ROTATOR_NAMESPACES": "a,b,a"}, field: "targets[2]", want: "duplicate target"},
 		{name: "bad bool env", env: map[string]string{"ROTATOR_GITLAB_ALLOW_INSECURE_HTTP": "yes please"}, field: "ROTATOR_GITLAB_ALLOW_INSECURE_HTTP", want: `invalid boolean "yes please"`},
@@ -648,8 +651,8 @@ func TestRegisterFlagsCoversEveryField(t *testing.T) {
 	for _, f := range fields {
 		want[f.flag] = f.env
 	}
-	if len(want) != 27 {
-		t.Errorf("%d flags, want 27 (one per field in the table)", len(want))
+	if len(want) != 30 {
+		t.Errorf("%d flags, want 30 (one per field in the table)", len(want))
 	}
 	for name, env := range want {
 		fl := fs.Lookup(name)

@@ -49,6 +49,8 @@ var (
 	prefixRE      = regexp.MustCompile(`^[A-Za-z0-9._-]+$`)
 	pathSegmentRE = regexp.MustCompile(`^[A-Za-z0-9_.][A-Za-z0-9_.-]*$`)
 	numericIDRE   = regexp.MustCompile(`^[1-9][0-9]*$`)
+	repoSegmentRE = regexp.MustCompile(`^[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*$`)
+	tagRE         = regexp.MustCompile(`^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$`)
 )
 
 // Short forms of the Kubernetes naming rules; apimachinery's own messages
@@ -94,6 +96,15 @@ func (c *Config) applyDefaults() {
 	}
 	if c.Schedule == "" {
 		c.Schedule = defaultSchedule
+	}
+	if !c.isSet("verify.enabled") {
+		c.Verify.Enabled = true
+	}
+	if c.Verify.Repository == "" && g.Project != "" && !numericIDRE.MatchString(g.Project) {
+		c.Verify.Repository = strings.ToLower(g.Project)
+	}
+	if c.Verify.Tag == "" {
+		c.Verify.Tag = "latest"
 	}
 	d := &c.Daemon
 	if d.Listen == "" {
@@ -145,6 +156,7 @@ func (c *Config) validate() error {
 		c.validateTargets,
 		c.validateSchedule,
 		c.validateDaemon,
+		c.validateVerify,
 		c.validateLog,
 	}
 	for _, check := range checks {
@@ -426,6 +438,25 @@ func (c *Config) validateTargets() error {
 func (c *Config) validateSchedule() error {
 	if _, err := cron.ParseStandard(c.Schedule); err != nil {
 		return c.invalidf("schedule", "invalid cron schedule %q: %v", c.Schedule, err)
+	}
+	return nil
+}
+
+func (c *Config) validateVerify() error {
+	v := c.Verify
+	if !v.Enabled {
+		return nil
+	}
+	if v.Repository == "" {
+		return c.invalidf("verify.repository", "required when gitlab.project is a numeric id or a group is managed (the image path to check, e.g. grp/proj)")
+	}
+	for _, seg := range strings.Split(v.Repository, "/") {
+		if !repoSegmentRE.MatchString(seg) {
+			return c.invalidf("verify.repository", "%q is not an image path: lowercase segments of letters, digits, '.', '_' or '-', separated by '/'", v.Repository)
+		}
+	}
+	if !tagRE.MatchString(v.Tag) {
+		return c.invalidf("verify.tag", "%q is not an image tag", v.Tag)
 	}
 	return nil
 }

@@ -58,16 +58,7 @@ func NewClient(o Options) (*Client, error) {
 	if o.MaxRetryWait <= 0 {
 		o.MaxRetryWait = 30 * time.Second
 	}
-	roots, err := x509.SystemCertPool()
-	if err != nil || roots == nil {
-		roots = x509.NewCertPool()
-	}
-	if o.CAPool != nil {
-		roots = o.CAPool
-	}
-	transport := http.DefaultTransport.(*http.Transport).Clone()
-	transport.TLSClientConfig = &tls.Config{RootCAs: roots, MinVersion: tls.VersionTLS12}
-	httpClient := &http.Client{Transport: transport, Timeout: o.Timeout}
+	httpClient := &http.Client{Transport: Transport(o.CAPool), Timeout: o.Timeout}
 
 	ua := o.UserAgent
 	if ua == "" {
@@ -85,6 +76,19 @@ func NewClient(o Options) (*Client, error) {
 		return nil, fmt.Errorf("gitlab: client for %s: %w", o.BaseURL, err)
 	}
 	return &Client{api: api, project: o.Project, group: o.Group, timeout: o.Timeout}, nil
+}
+
+// Transport trusts roots (the system roots when nil); GitLab and its
+// registry share the CA bundle.
+func Transport(roots *x509.CertPool) *http.Transport {
+	if roots == nil {
+		if sys, err := x509.SystemCertPool(); err == nil {
+			roots = sys
+		}
+	}
+	t := http.DefaultTransport.(*http.Transport).Clone()
+	t.TLSClientConfig = &tls.Config{RootCAs: roots, MinVersion: tls.VersionTLS12}
+	return t
 }
 
 // Owner names the project or group the tokens belong to.

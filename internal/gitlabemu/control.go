@@ -25,6 +25,7 @@ var knownEndpoints = map[string]bool{
 	EndpointCreateDeployToken:          true,
 	EndpointDeleteDeployToken:          true,
 	EndpointGetPersonalAccessTokenSelf: true,
+	EndpointJWTAuth:                    true,
 	EndpointUnknown:                    true,
 }
 
@@ -177,6 +178,15 @@ func (s *Server) control(r *http.Request) *response {
 	}
 
 	switch {
+	case path == "/jwks":
+		if bad := methods(http.MethodGet, http.MethodHead); bad != nil {
+			return bad
+		}
+		resp := newResponse(http.StatusOK)
+		resp.header.Set("Content-Type", "application/json")
+		resp.body = s.JWKS()
+		return resp
+
 	case path == "/healthz":
 		if bad := methods(http.MethodGet, http.MethodHead); bad != nil {
 			return bad

@@ -1,6 +1,7 @@
 // Package gitlabemu is a strict, in-process fake of the parts of the GitLab
-// REST API that the rotator depends on (deploy tokens under /api/v4), built
-// from /work/shared/reference/gitlab-api.md.
+// REST API that the rotator depends on (deploy tokens under /api/v4) and of
+// GitLab's container-registry token service (/jwt/auth), built from
+// /work/shared/reference/gitlab-api.md.
 //
 // GitLab cannot run in this environment, so the rotator's tests talk to this
 // emulator instead. It is deliberately unforgiving: it refuses what GitLab
@@ -53,14 +54,64 @@
 // UTC matches GitLab's date. Only GET and HEAD are served; the
 // self-revoke and self-rotate calls are not emulated.
 //
+// # Registry token service (/jwt/auth)
+//
+//	GET /jwt/auth?service=container_registry&scope=repository:<path>:pull[&scope=...]
+//
+// This plays GitLab's container-registry token service for a real
+// distribution registry configured with auth.token realm
+// "<emulator URL>/jwt/auth", service "container_registry", issuer
+// Server.Issuer() ("gitlab-issuer") and jwks = a file holding Server.JWKS()
+// (also served at /-/emulator/jwks). The caller sends HTTP Basic auth with a
+// deploy token's username and secret; account, client_id and offline_token
+// are accepted and ignored. Checks run in GitLab's order:
+//  1. Basic credentials that Authenticate refuses (unknown secret, username
+//     not the token's, revoked, or expires_at before the emulator clock):
+//     401 {"errors":[{"code":"UNAUTHORIZED","message":"HTTP Basic: Access
+//     denied. ..."}]} with WWW-Authenticate: Basic realm="GitLab". This
+//     precedes the service check, as GitLab authenticates in a before_action.
+//  2. service other than container_registry: 404 with an empty body.
+//  3. no Basic credentials: the same 401. (GitLab would answer as for an
+//     anonymous user; the rotator always authenticates, so the emulator
+//     refuses loudly instead.)
+//  4. a token with neither read_registry nor write_registry: 403
+//     {"errors":[{"code":"DENIED","message":"access forbidden"}]}.
+//  5. 200 {"token":"<JWT>"} (no expires_in). Each scope parameter (several
+//     may be given, each may hold space-separated scopes) of the form
+//     repository:<name>:<actions> is granted when <name> resolves, like
+//     GitLab's ContainerRegistry::Path, to a registered project: the
+//     project whose lowercased full path is the longest prefix of <name>
+//     ("games/fleet" or "games/fleet/sub/image" both resolve to games/fleet).
+//     A project token reaches only its own project, a group token any project
+//     under its group (subgroups included). pull needs read_registry, push
+//     write_registry; other actions and other scope types (registry:catalog:*)
+//     are never granted to deploy tokens. Scopes with nothing granted are left
+//     out, so an unreachable repository gives a 200 whose access is [].
+//
+// The JWT is RS256 with header {"alg":"RS256","typ":"JWT","kid":...}, where
+// kid is the libtrust fingerprint of the public key (as GitLab sends it) and
+// matches the JWKS entry. Claims: iss, sub (the deploy token username), aud
+// "container_registry", iat, nbf (iat - 5s), exp (iat + 5m, the self-managed
+// default), jti (a random UUID) and access
+// [{"type":"repository","name":...,"actions":["pull"]}]. iat, nbf and exp
+// come from the real wall clock, not the emulator clock: the registry checks
+// them against its own clock, so a moved emulator clock must not make every
+// token look expired or not yet valid. The emulator clock only decides
+// whether the deploy token is still usable. The 2048-bit signing key is
+// generated once per Server, on first use, and lives only in memory.
+//
+// Requests are recorded and subject to faults as endpoint jwt_auth, with an
+// empty Scope (Fault.Scope cannot narrow them). They are GETs, so they never
+// count in WriteCount. Methods other than GET and HEAD get the no-route 404.
+//
 // # Faults
 //
 // Fault.Endpoint and Request.Endpoint use these logical names (the Endpoint*
 // constants): list_deploy_tokens (project and group lists),
 // list_all_deploy_tokens (instance list), get_deploy_token,
 // create_deploy_token, delete_deploy_token, get_personal_access_token_self,
-// and unknown (no route, or a method the route does not allow). The registry's /jwt/auth will be added
-// later as jwt_auth. Fault.Scope ("project:7") narrows a fault to one
+// jwt_auth (the registry's /jwt/auth) and unknown (no route, or a method the
+// route does not allow). Fault.Scope ("project:7") narrows a fault to one
 // project or group. Each fault counts its own matching requests from the
 // moment it is installed, so OnCall: 2 means "the second matching request
 // after InjectFault". Default answers: 429 is Rack::Attack's plain
@@ -81,6 +132,7 @@
 // methods; never expose it beyond a test network.
 //
 //	GET    /-/emulator/healthz
+//	GET    /-/emulator/jwks                        JWKS of the registry token signing key
 //	GET    /-/emulator/clock                       {"now":"RFC3339"}
 //	POST   /-/emulator/clock                       {"now":"RFC3339"} and/or {"advance":"36h"}
 //	GET    /-/emulator/requests                    recorded API requests

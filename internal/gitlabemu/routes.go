@@ -26,6 +26,14 @@ const apiPrefix = "/api/v4/"
 func (s *Server) route(r *http.Request) route {
 	rt := route{endpoint: EndpointUnknown}
 	p := r.URL.EscapedPath()
+	if p == jwtAuthPath {
+		// Rails routes only GET (and so HEAD) here; anything else is no route.
+		if isGet(r.Method) {
+			rt.endpoint = EndpointJWTAuth
+			rt.allowed = []string{http.MethodGet, http.MethodHead}
+		}
+		return rt
+	}
 	if !strings.HasPrefix(p, apiPrefix) {
 		return rt
 	}
@@ -119,6 +127,8 @@ func (s *Server) handleAPI(r *http.Request, rt route, body []byte) *response {
 		return s.deleteDeployToken(r, rt)
 	case EndpointGetPersonalAccessTokenSelf:
 		return s.getPersonalAccessTokenSelf(r)
+	case EndpointJWTAuth:
+		return s.jwtAuth(r)
 	}
 	return errorResponse(http.StatusNotFound, "404 Not Found")
 }

@@ -20,7 +20,9 @@ const (
 	EndpointDeleteDeployToken   = "delete_deploy_token"    // DELETE /projects|groups/:id/deploy_tokens/:token_id
 	// GET /personal_access_tokens/self: the caller's own API token.
 	EndpointGetPersonalAccessTokenSelf = "get_personal_access_token_self"
-	EndpointUnknown                    = "unknown" // no route, or a method the route does not allow
+	// GET /jwt/auth: the container registry's token service (not under /api/v4).
+	EndpointJWTAuth = "jwt_auth"
+	EndpointUnknown = "unknown" // no route, or a method the route does not allow
 )
 
 // maxBody bounds what the emulator buffers per request; GitLab's own limits
@@ -42,6 +44,9 @@ type Server struct {
 	faults      []*faultState
 	nextFaultID int
 	requests    []*Request
+
+	jwtOnce sync.Once  // makes jwt on first use, see signer
+	jwt     *jwtSigner // registry token signing key
 }
 
 // New returns an empty emulator whose clock is frozen at the current time.
