@@ -209,7 +209,22 @@ func (a *app) prepare(flags *pflag.FlagSet) (*config.Config, *slog.Logger, *deps
 	if err != nil {
 		return nil, nil, nil, err
 	}
+	if point, ok := a.env("ROTATOR_TEST_CRASH_AT"); ok && point != "" {
+		deps.runner.Checkpoint = crashAt(point, log)
+	}
 	return cfg, log, deps, nil
+}
+
+// crashAt arms the crash tests' hook: SIGKILL this process at the named
+// step boundary, as a node failure would, with no cleanup of any kind.
+func crashAt(point string, log *slog.Logger) func(string) {
+	log.Warn("ROTATOR_TEST_CRASH_AT is set: this process kills itself at a step boundary; for crash tests only", "point", point)
+	return func(reached string) {
+		if reached == point {
+			_ = syscall.Kill(os.Getpid(), syscall.SIGKILL)
+			select {} // the signal is on its way
+		}
+	}
 }
 
 // clock honours ROTATOR_NOW, the test clock of design.md.

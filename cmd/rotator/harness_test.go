@@ -406,3 +406,21 @@ func (w *world) tokensCreated() int {
 	}
 	return n
 }
+
+// decodeAuthQuiet is decodeAuth for goroutines: it never fails the test.
+func (w *world) decodeAuthQuiet(s *corev1.Secret) (string, string) {
+	var cfg struct {
+		Auths map[string]struct {
+			Auth string `json:"auth"`
+		} `json:"auths"`
+	}
+	if json.Unmarshal(s.Data[corev1.DockerConfigJsonKey], &cfg) != nil {
+		return "", ""
+	}
+	raw, err := base64.StdEncoding.DecodeString(cfg.Auths[w.registryHost].Auth)
+	if err != nil {
+		return "", ""
+	}
+	user, pass, _ := strings.Cut(string(raw), ":")
+	return user, pass
+}

@@ -82,6 +82,16 @@ type Applier struct {
 	Log      *slog.Logger
 	// Events may be nil; then no Kubernetes Events are recorded.
 	Events kube.EventSink
+	// Checkpoint, when set, is called at every step boundary with its name
+	// (create, verify, write:K, writes, patches, revoke:K). Crash tests use
+	// it to kill the process there; production leaves it nil.
+	Checkpoint func(point string)
+}
+
+func (a *Applier) checkpoint(point string) {
+	if a.Checkpoint != nil {
+		a.Checkpoint(point)
+	}
 }
 
 func (a *Applier) event(ctx context.Context, namespace, secret, eventType, reason, message string) {
@@ -121,6 +131,7 @@ func (a *Applier) Apply(ctx context.Context, plan Plan, obs Observed) Outcome {
 		}
 		out.Created = &token
 		a.Log.Info("created token", "action", "create", "token_id", token.ID, "name", token.Name, "expires_at", token.ExpiresAt, "reason", plan.Rotation.Reason)
+		a.checkpoint("create")
 
 		if a.Verifier != nil {
 			if err := a.Verifier.Verify(ctx, a.Policy.RegistryHost, cred); err != nil {
@@ -136,6 +147,7 @@ func (a *Applier) Apply(ctx context.Context, plan Plan, obs Observed) Outcome {
 				return out
 			}
 			a.Log.Info("verified token against the registry", "action", "verify", "token_id", token.ID)
+			a.checkpoint("verify")
 		}
 	} else if plan.Current != nil {
 		token = *plan.Current
@@ -165,6 +177,7 @@ func (a *Applier) Apply(ctx context.Context, plan Plan, obs Observed) Outcome {
 		}
 		out.Written++
 		a.Log.Info("wrote secret", "action", "write", "namespace", w.Namespace, "secret", w.Name, "token_id", token.ID, "reason", w.Reason)
+		a.checkpoint(fmt.Sprintf("write:%d", out.Written))
 		if plan.Rotation != nil {
 			a.event(ctx, w.Namespace, w.Name, corev1.EventTypeNormal, kube.ReasonRotated,
 				fmt.Sprintf("now holds deploy token %d (%s), expires %s: %s", token.ID, token.Name, formatExpiry(token.ExpiresAt), plan.Rotation.Reason))
@@ -174,6 +187,7 @@ func (a *Applier) Apply(ctx context.Context, plan Plan, obs Observed) Outcome {
 		}
 	}
 
+	a.checkpoint("writes")
 	for _, p := range plan.Patches {
 		if err := a.Cluster.AddImagePullSecret(ctx, p.Namespace, p.Name, p.SecretName); err != nil {
 			a.Log.Error("patch serviceaccount failed", "action", "patch", "namespace", p.Namespace, "serviceaccount", p.Name, "reason", p.Reason, "error", err)
@@ -191,6 +205,7 @@ func (a *Applier) Apply(ctx context.Context, plan Plan, obs Observed) Outcome {
 			fmt.Sprintf("serviceaccount %s does not exist; it will be patched once it does", m.Name))
 	}
 
+	a.checkpoint("patches")
 	if writesFailed > 0 {
 		out.RevokesHeld = len(plan.Revokes)
 		if out.RevokesHeld > 0 {
@@ -206,6 +221,7 @@ func (a *Applier) Apply(ctx context.Context, plan Plan, obs Observed) Outcome {
 		}
 		out.Revoked++
 		out.RevokedIDs = append(out.RevokedIDs, r.TokenID)
+		a.checkpoint(fmt.Sprintf("revoke:%d", out.Revoked))
 		a.Log.Info("revoked token", "action", "revoke", "token_id", r.TokenID, "name", r.Name, "reason", r.Reason)
 		a.eventAllTargets(ctx, plan, corev1.EventTypeNormal, kube.ReasonTokenRevoked, fmt.Sprintf("deploy token %d (%s) revoked: %s", r.TokenID, r.Name, r.Reason))
 	}

@@ -15,9 +15,11 @@ type Runner struct {
 	Cluster  kube.Cluster
 	Verifier Verifier
 	// Events may be nil.
-	Events  kube.EventSink
-	Policy  Policy
-	Targets []TargetSpec
+	Events kube.EventSink
+	// Checkpoint is handed to the Applier; see Applier.Checkpoint.
+	Checkpoint func(point string)
+	Policy     Policy
+	Targets    []TargetSpec
 	// Now is the cycle's clock; tests and ROTATOR_NOW replace it.
 	Now func() time.Time
 	Log *slog.Logger
@@ -70,7 +72,7 @@ func (r *Runner) RunOnce(ctx context.Context, opts Options) Report {
 		rep.Duration = time.Since(started)
 		return rep
 	}
-	applier := Applier{GitLab: r.GitLab, Cluster: r.Cluster, Verifier: r.Verifier, Policy: r.Policy, Log: r.Log, Events: r.Events}
+	applier := Applier{GitLab: r.GitLab, Cluster: r.Cluster, Verifier: r.Verifier, Policy: r.Policy, Log: r.Log, Events: r.Events, Checkpoint: r.Checkpoint}
 	rep.Outcome = applier.Apply(ctx, rep.Plan, obs)
 	rep.Applied = true
 	rep.Err = rep.Outcome.Err()
