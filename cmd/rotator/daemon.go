@@ -45,6 +45,8 @@ released so a standby takes over at once.`,
 			if err != nil {
 				return err
 			}
+			// Each cycle re-checks the current token against the registry.
+			deps.runner.VerifyCurrent = cfg.Verify.Enabled
 			sched, err := cron.ParseStandard(cfg.Schedule)
 			if err != nil {
 				return usageErr(fmt.Errorf("config: schedule: %w", err))

@@ -48,6 +48,7 @@ func (w *world) startDaemonEvery(schedule string, lease *daemon.LeaseOptions) *r
 	log := slog.New(slog.NewJSONHandler(lockedWriter{w: w.transcript, mu: &w.mu}, nil))
 	deps, err := newDeps(cfg, log, w.emu.Now)
 	must(w.t, err)
+	deps.runner.VerifyCurrent = true
 	sched, err := cron.ParseStandard(schedule)
 	must(w.t, err)
 	d, err := daemon.New(daemon.Options{
@@ -399,4 +400,22 @@ func (w *world) lease(name string) *coordinationv1.Lease {
 	l, err := cluster.Clientset.CoordinationV1().Leases(w.namespaces[0]).Get(w.ctx(), name, metav1.GetOptions{})
 	must(w.t, err)
 	return l
+}
+
+// A token the registry starts refusing while GitLab still lists it as
+// active is replaced by the next cycle.
+func TestDaemonReplacesATokenTheRegistryRefuses(t *testing.T) {
+	w := newWorld(t)
+	w.startDaemon(nil)
+	w.eventually(10*time.Second, "first rotation", w.converged)
+	first := w.assertConverged()
+	// The next five token exchanges fail: one cycle's re-check of the
+	// current token (five attempts), then the service recovers.
+	w.emu.InjectFault(gitlabemu.Fault{Endpoint: gitlabemu.EndpointJWTAuth, OnCall: 1, Times: 5, Status: 401})
+	start := time.Now()
+	w.eventually(30*time.Second, "refused token replaced", func() bool {
+		a := w.managed(true)
+		return len(a) == 1 && a[0].ID != first.ID && w.converged()
+	})
+	t.Logf("token refused by the registry: replaced %s later (the check retries for 8 s first)", time.Since(start).Round(time.Millisecond))
 }

@@ -103,6 +103,12 @@ func (e *PullError) Error() string {
 	return fmt.Sprintf("registry answered %d %s", e.StatusCode, http.StatusText(e.StatusCode))
 }
 
+// Refused is true when the registry or its token service turned the
+// credential down, rather than being unreachable or failing.
+func (e *PullError) Refused() bool {
+	return e.StatusCode == http.StatusUnauthorized || e.StatusCode == http.StatusForbidden
+}
+
 // retriable: a freshly created token may not work for a moment, and the
 // registry or network may hiccup; a 403 is final.
 func retriable(err error) bool {

@@ -33,6 +33,10 @@ type Verifier interface {
 	Verify(ctx context.Context, registryHost string, cred gitlab.Credential) error
 }
 
+// Refusal is implemented by verification errors that mean the registry
+// refused the credential itself, as opposed to being unreachable.
+type Refusal interface{ Refused() bool }
+
 // StageError is a failure at one stage.
 type StageError struct {
 	Stage Stage

@@ -146,6 +146,9 @@ func RotationDue(current *gitlab.DeployToken, obs Observed, policy Policy, force
 	if current == nil {
 		return true, "no target Secret holds an active managed token (" + whyNoCurrent(obs) + ")"
 	}
+	if obs.CurrentRefused != "" {
+		return true, fmt.Sprintf("the registry refuses token %d: %s", current.ID, obs.CurrentRefused)
+	}
 	if current.ExpiresAt == nil {
 		return true, fmt.Sprintf("token %d has no expiry; replacing it with one that expires after %s", current.ID, schedule.FormatDuration(policy.Lifetime))
 	}

@@ -257,3 +257,13 @@ func TestIsManaged(t *testing.T) {
 		t.Error("the reserved name must never be managed, whatever the prefix")
 	}
 }
+
+func TestRegistryRefusalIsDue(t *testing.T) {
+	obs := Observed{Now: now, Tokens: []gitlab.DeployToken{token(5, at(20*24*time.Hour))}, Targets: []TargetState{target("a", holding(5))},
+		CurrentRefused: "registry answered 401 Unauthorized"}
+	cur, _ := CurrentToken(obs)
+	due, reason := RotationDue(cur, obs, policy, false)
+	if !due || !strings.Contains(reason, "refuses token 5") {
+		t.Fatalf("due = %v, %q", due, reason)
+	}
+}

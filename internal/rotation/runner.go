@@ -2,6 +2,7 @@ package rotation
 
 import (
 	"context"
+	"errors"
 	"log/slog"
 	"time"
 
@@ -16,6 +17,10 @@ type Runner struct {
 	Verifier Verifier
 	// Events may be nil.
 	Events kube.EventSink
+	// VerifyCurrent re-checks the current token against the registry each
+	// cycle, so that a token revoked or broken outside the rotator is
+	// replaced even while GitLab still lists it as active.
+	VerifyCurrent bool
 	// Checkpoint is handed to the Applier; see Applier.Checkpoint.
 	Checkpoint func(point string)
 	Policy     Policy
@@ -60,6 +65,10 @@ func (r *Runner) RunOnce(ctx context.Context, opts Options) Report {
 		r.Log.Error("observe failed; nothing was written", "action", "observe", "error", err)
 		rep.Duration = time.Since(started)
 		return rep
+	}
+	if r.VerifyCurrent && r.Verifier != nil && !opts.Force {
+		obs.CurrentRefused = r.checkCurrent(ctx, obs)
+		rep.Observed = obs
 	}
 	rep.Plan = Decide(obs, r.Policy, opts.Force)
 	for _, w := range rep.Plan.Warnings {
@@ -152,4 +161,25 @@ func (r *Runner) Status(ctx context.Context) (Status, error) {
 		return Status{}, err
 	}
 	return BuildStatus(obs, Decide(obs, r.Policy, false), r.Policy), nil
+}
+
+// checkCurrent verifies the current token's credential. Only a refusal
+// counts; an unreachable registry must not trigger rotations.
+func (r *Runner) checkCurrent(ctx context.Context, obs Observed) string {
+	cur, src := CurrentToken(obs)
+	if cur == nil {
+		return ""
+	}
+	err := r.Verifier.Verify(ctx, r.Policy.RegistryHost, src.Credential)
+	var refusal Refusal
+	switch {
+	case err == nil:
+		return ""
+	case errors.As(err, &refusal) && refusal.Refused():
+		r.Log.Warn("the registry refuses the current token", "action", "verify", "token_id", cur.ID, "error", err)
+		return err.Error()
+	default:
+		r.Log.Warn("could not re-check the current token against the registry", "action", "verify", "token_id", cur.ID, "error", err)
+		return ""
+	}
 }

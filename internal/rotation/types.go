@@ -47,6 +47,9 @@ type Observed struct {
 	// UnmanagedTokens counts the tokens the rotator leaves alone.
 	UnmanagedTokens int
 	Targets         []TargetState
+	// CurrentRefused, when set, says why the registry refused the current
+	// token's credential although GitLab lists it as active.
+	CurrentRefused string
 }
 
 // TargetState is one target as observed.
