@@ -11,6 +11,7 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -172,7 +173,7 @@ func (w *world) createServiceAccount(ns, name string, pullSecrets ...string) {
 // config and clock.
 func (w *world) run(args ...string) (code int, stdout, stderr string) {
 	w.t.Helper()
-	if len(args) > 0 && args[0] != "version" {
+	if len(args) > 0 && args[0] != "version" && !slices.Contains(args, "--config") {
 		args = append(args, "--config", w.configPath)
 	}
 	env := map[string]string{"ROTATOR_NOW": w.now.Format(time.RFC3339)}

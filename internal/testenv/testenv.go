@@ -148,8 +148,18 @@ func (c *Cluster) Writes(agent string) ([]AuditEvent, error) {
 	return ReadWrites(c.auditPath, agent)
 }
 
+// Requests returns every completed request, read or write, made with user
+// agent agent.
+func (c *Cluster) Requests(agent string) ([]AuditEvent, error) {
+	return readAudit(c.auditPath, agent, func(AuditEvent) bool { return true })
+}
+
 // ReadWrites reads an audit log written by Start.
 func ReadWrites(auditPath, agent string) ([]AuditEvent, error) {
+	return readAudit(auditPath, agent, func(ev AuditEvent) bool { return writeVerbs[ev.Verb] })
+}
+
+func readAudit(auditPath, agent string, keep func(AuditEvent) bool) ([]AuditEvent, error) {
 	f, err := os.Open(auditPath)
 	if errors.Is(err, os.ErrNotExist) {
 		return nil, nil
@@ -166,7 +176,7 @@ func ReadWrites(auditPath, agent string) ([]AuditEvent, error) {
 		if json.Unmarshal(sc.Bytes(), &ev) != nil {
 			continue
 		}
-		if ev.Stage == "ResponseComplete" && writeVerbs[ev.Verb] && (ev.UserAgent == agent || strings.HasPrefix(ev.UserAgent, agent+"/")) {
+		if ev.Stage == "ResponseComplete" && keep(ev) && (ev.UserAgent == agent || strings.HasPrefix(ev.UserAgent, agent+"/")) {
 			out = append(out, ev)
 		}
 	}
