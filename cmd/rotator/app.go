@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net/http"
 	"os"
 	"os/signal"
 	"strings"
@@ -253,6 +254,10 @@ func newLogger(w io.Writer, c config.Log) *slog.Logger {
 
 var klogOnce sync.Once
 
+// wrapKubeTransport lets in-process tests put a fault proxy between the
+// rotator and the API server; it is nil in every real run.
+var wrapKubeTransport func(http.RoundTripper) http.RoundTripper
+
 // deps are the clients a command works with.
 type deps struct {
 	runner *rotation.Runner
@@ -281,6 +286,9 @@ func newDeps(cfg *config.Config, log *slog.Logger, now func() time.Time) (*deps,
 	restCfg, err := kube.RESTConfig(cfg.Kubeconfig, cfg.GitLab.Timeout.Std())
 	if err != nil {
 		return nil, usageErr(err)
+	}
+	if wrapKubeTransport != nil {
+		restCfg.Wrap(wrapKubeTransport)
 	}
 	cs, err := kubernetes.NewForConfig(restCfg)
 	if err != nil {
