@@ -11,6 +11,7 @@ import (
 	"github.com/rotator-dev/rotator/internal/gitlab"
 	"github.com/rotator-dev/rotator/internal/gitlabemu"
 	"github.com/rotator-dev/rotator/internal/kube"
+	"github.com/rotator-dev/rotator/internal/rotation"
 	"github.com/rotator-dev/rotator/internal/secret"
 	"github.com/rotator-dev/rotator/internal/testenv"
 )
@@ -512,5 +513,28 @@ func TestFailedTargetHoldsRevocationBack(t *testing.T) {
 	}
 	if got := string(w.secret(ns).Type); got != string(corev1.SecretTypeOpaque) {
 		t.Fatalf("secret type changed to %s", got)
+	}
+}
+
+// With a grace period a fresh orphan survives until it is old enough.
+func TestOrphanGracePeriod(t *testing.T) {
+	w := newWorld(t)
+	w.mustRun("run-once")
+	tok := w.assertConverged()
+	far := w.now.Add(30 * 24 * time.Hour)
+	orphan := w.emu.SeedDeployToken(scope, rotation.TokenName("k8s-pull", w.now), []string{"read_registry"}, &far)
+
+	w.advance(5 * time.Minute)
+	_, _, stderr := w.run("run-once", "--orphan-grace", "10m")
+	if !strings.Contains(stderr, "only 5m0s old") {
+		t.Fatalf("no grace warning: %s", stderr)
+	}
+	if len(w.managed(true)) != 2 {
+		t.Fatal("the young orphan was revoked inside its grace period")
+	}
+	w.advance(6 * time.Minute)
+	w.mustRun("run-once", "--orphan-grace", "10m")
+	if got := w.assertConverged(); got.ID != tok.ID {
+		t.Fatalf("converged on %d, want %d (orphan %d)", got.ID, tok.ID, orphan.ID)
 	}
 }

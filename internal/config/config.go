@@ -76,6 +76,9 @@ type Token struct {
 	Scopes      []string `json:"scopes"`
 	Lifetime    Duration `json:"lifetime"`
 	RenewBefore Duration `json:"renewBefore"`
+	// OrphanGrace spares managed tokens that no Secret holds while younger
+	// than this; 0 (the default) revokes them at once.
+	OrphanGrace Duration `json:"orphanGrace"`
 }
 
 // Target is one namespace (or a label selector over namespaces) that gets

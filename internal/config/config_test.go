@@ -651,8 +651,8 @@ func TestRegisterFlagsCoversEveryField(t *testing.T) {
 	for _, f := range fields {
 		want[f.flag] = f.env
 	}
-	if len(want) != 30 {
-		t.Errorf("%d flags, want 30 (one per field in the table)", len(want))
+	if len(want) != 31 {
+		t.Errorf("%d flags, want 31 (one per field in the table)", len(want))
 	}
 	for name, env := range want {
 		fl := fs.Lookup(name)

@@ -86,9 +86,31 @@ func Decide(obs Observed, policy Policy, force bool) Plan {
 		if !rotate && tok.ID == current.ID {
 			continue
 		}
+		if young, age := OrphanInGrace(tok, held[tok.ID], policy, obs.Now); young {
+			plan.Warnings = append(plan.Warnings, fmt.Sprintf("token %d (%s) is held by no Secret but only %s old; revoking it once it is %s old",
+				tok.ID, tok.Name, age.Round(time.Second), schedule.FormatDuration(policy.OrphanGrace)))
+			continue
+		}
 		plan.Revokes = append(plan.Revokes, Revocation{TokenID: tok.ID, Name: tok.Name, Reason: RevokeReason(tok, plan.Current, held[tok.ID], obs.Now)})
 	}
 	return plan
+}
+
+// OrphanInGrace keeps an active token that no Secret holds for policy's
+// grace period after its creation (read from the name TokenName gave it),
+// in case another rotator created it and is about to write it. With the
+// default grace of 0 orphans go at once, as invariant 3 asks; a token whose
+// name carries no time is old.
+func OrphanInGrace(tok gitlab.DeployToken, held bool, policy Policy, now time.Time) (bool, time.Duration) {
+	if policy.OrphanGrace <= 0 || held || !tok.Active(now) {
+		return false, 0
+	}
+	created, err := time.Parse("20060102-150405", strings.TrimPrefix(tok.Name, policy.Prefix+"-"))
+	if err != nil {
+		return false, 0
+	}
+	age := now.Sub(created)
+	return age < policy.OrphanGrace, age
 }
 
 // TokenName names a new token after the prefix and its creation time, so a

@@ -1,6 +1,7 @@
 package rotation
 
 import (
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -265,5 +266,32 @@ func TestRegistryRefusalIsDue(t *testing.T) {
 	due, reason := RotationDue(cur, obs, policy, false)
 	if !due || !strings.Contains(reason, "refuses token 5") {
 		t.Fatalf("due = %v, %q", due, reason)
+	}
+}
+
+func TestOrphanGrace(t *testing.T) {
+	graced := policy
+	graced.OrphanGrace = 10 * time.Minute
+	young := gitlab.DeployToken{ID: 8, Name: TokenName("k8s-pull", now.Add(-5*time.Minute)), ExpiresAt: at(29 * 24 * time.Hour)}
+	old := gitlab.DeployToken{ID: 9, Name: TokenName("k8s-pull", now.Add(-15*time.Minute)), ExpiresAt: at(29 * 24 * time.Hour)}
+	untimed := gitlab.DeployToken{ID: 10, Name: "k8s-pull-manual", ExpiresAt: at(29 * 24 * time.Hour)}
+	obs := Observed{Now: now, Tokens: []gitlab.DeployToken{token(5, at(20*24*time.Hour)), young, old, untimed},
+		Targets: []TargetState{target("a", holding(5))}}
+	cases := []struct {
+		policy  Policy
+		revokes []int64
+	}{
+		{policy, []int64{8, 9, 10}}, // default: no grace
+		{graced, []int64{9, 10}},    // the 5-minute-old orphan waits
+	}
+	for _, tc := range cases {
+		plan := Decide(obs, tc.policy, false)
+		var got []int64
+		for _, r := range plan.Revokes {
+			got = append(got, r.TokenID)
+		}
+		if fmt.Sprint(got) != fmt.Sprint(tc.revokes) {
+			t.Errorf("grace %s: revokes %v, want %v", tc.policy.OrphanGrace, got, tc.revokes)
+		}
 	}
 }

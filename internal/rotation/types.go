@@ -33,6 +33,8 @@ type Policy struct {
 	Lifetime     time.Duration
 	RenewBefore  time.Duration
 	RegistryHost string
+	// OrphanGrace spares young orphaned tokens; 0 revokes them at once.
+	OrphanGrace time.Duration
 }
 
 // ReservedTokenName is exposed by GitLab to CI jobs; the rotator never
