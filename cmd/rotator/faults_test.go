@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/rotator-dev/rotator/internal/gitlabemu"
+	"github.com/rotator-dev/rotator/internal/testenv"
 )
 
 // Every GitLab and registry-auth call of a rotation, failing in every way:
@@ -68,4 +69,48 @@ func TestGitLabFaultsDuringRotation(t *testing.T) {
 	}
 	// A lost credential would show as a broken pull in the watcher.
 	t.Logf("faults tried: %d; duplicate tokens: %d; moments without a working credential: %d", tried, duplicates, broken)
+}
+
+// The registry itself failing while a new token is verified: the rotation
+// waits (or the new token is revoked) and every Secret keeps pulling.
+func TestRegistryFaultsDuringVerify(t *testing.T) {
+	cases := []struct {
+		name  string
+		fault testenv.RegistryFault
+	}{
+		{"ping 503", testenv.RegistryFault{Method: "GET", OnCall: 1, Status: 503}},
+		{"manifest HEAD 500", testenv.RegistryFault{Method: "HEAD", OnCall: 1, Status: 500}},
+		{"connection reset", testenv.RegistryFault{OnCall: 1, Reset: true}},
+		{"every HEAD 502", testenv.RegistryFault{Method: "HEAD", OnCall: 1, Times: 1000, Status: 502}},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			w := newWorld(t)
+			w.mustRun("run-once")
+			old := w.assertConverged()
+			w.advance(25 * 24 * time.Hour)
+			// The watcher uses the same registry: its own requests would hit
+			// the fault too, so it starts after the faulted run.
+			f := tc.fault
+			w.registry.InjectFault(&f)
+			code, _, stderr := w.run("run-once")
+			w.registry.InjectFault(nil)
+			if code == 0 {
+				// A transient fault was absorbed by the verifier's retries.
+				if got := w.assertConverged(); got.ID == old.ID {
+					t.Fatalf("exit 0 but no rotation: %s", stderr)
+				}
+			} else if got := w.assertConverged(); got.ID != old.ID {
+				t.Fatalf("failed run left Secrets on %d, want the old %d", got.ID, old.ID)
+			}
+			pw := w.watchPulls()
+			w.advance(time.Minute)
+			w.mustRun("run-once")
+			pw.finish(t, tc.name)
+			if n := w.tokensCreated(); n > 3 {
+				t.Fatalf("%d tokens created by three cycles", n)
+			}
+			t.Logf("%s: faulted run exit %d; recovered; %d tokens created", tc.name, code, w.tokensCreated())
+		})
+	}
 }

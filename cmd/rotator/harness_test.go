@@ -70,6 +70,7 @@ type world struct {
 	// registryHost is a real registry (distribution) that trusts the
 	// emulator's token service.
 	registryHost string
+	registry     *testenv.Registry
 	pat          string
 	patFile      string
 	configPath   string
@@ -107,7 +108,7 @@ func newWorld(t *testing.T) *world {
 	reg, err := testenv.StartRegistry(filepath.Join(dir, "registry"), url+"/jwt/auth", emu.Issuer(), emu.JWKS())
 	must(t, err)
 	t.Cleanup(func() { _ = reg.Stop() })
-	w := &world{t: t, emu: emu, url: url, registryHost: reg.Host, pat: pat, now: start, transcript: &bytes.Buffer{}, seen: map[string]bool{}}
+	w := &world{t: t, emu: emu, url: url, registryHost: reg.Host, registry: reg, pat: pat, now: start, transcript: &bytes.Buffer{}, seen: map[string]bool{}}
 	n := nsCounter.Add(1)
 	w.namespaces = []string{fmt.Sprintf("it%d-default", n), fmt.Sprintf("it%d-game-servers", n)}
 	for _, ns := range w.namespaces {

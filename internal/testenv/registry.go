@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"sync"
 	"time"
 
 	"github.com/distribution/distribution/v3/configuration"
@@ -25,6 +26,55 @@ type Registry struct {
 	// on a loopback IP whose host differs from the registry's.
 	Host string
 	srv  *http.Server
+
+	mu    sync.Mutex
+	fault *RegistryFault
+	seen  int
+}
+
+// RegistryFault fails matching requests (any method when Method is empty)
+// from the OnCall-th on, Times of them (1 when 0): with Status, or by
+// dropping the connection.
+type RegistryFault struct {
+	Method string
+	OnCall int
+	Times  int
+	Status int
+	Reset  bool
+}
+
+// InjectFault arms f, replacing any earlier fault; nil clears it.
+func (r *Registry) InjectFault(f *RegistryFault) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.fault, r.seen = f, 0
+}
+
+func (r *Registry) faulty(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
+		r.mu.Lock()
+		f := r.fault
+		fire := false
+		if f != nil && (f.Method == "" || f.Method == req.Method) {
+			r.seen++
+			fire = r.seen >= f.OnCall && r.seen < f.OnCall+max(f.Times, 1)
+		}
+		r.mu.Unlock()
+		switch {
+		case !fire:
+			next.ServeHTTP(w, req)
+		case f.Reset:
+			if hj, ok := w.(http.Hijacker); ok {
+				if conn, _, err := hj.Hijack(); err == nil {
+					_ = conn.Close()
+					return
+				}
+			}
+			http.Error(w, "reset", http.StatusBadGateway)
+		default:
+			http.Error(w, `{"errors":[{"code":"UNAVAILABLE","message":"injected"}]}`, f.Status)
+		}
+	})
 }
 
 // StartRegistry serves distribution on a free loopback port with token auth:
@@ -55,8 +105,8 @@ func StartRegistry(dir, realm, issuer string, jwks []byte) (*Registry, error) {
 	}
 	r := &Registry{
 		Host: fmt.Sprintf("localhost:%d", ln.Addr().(*net.TCPAddr).Port),
-		srv:  &http.Server{Handler: app, ReadHeaderTimeout: 5 * time.Second},
 	}
+	r.srv = &http.Server{Handler: r.faulty(app), ReadHeaderTimeout: 5 * time.Second}
 	go func() { _ = r.srv.Serve(ln) }()
 	return r, nil
 }
