@@ -48,7 +48,12 @@ func (w *world) watchPulls() *pullWatcher {
 				} else {
 					user, pass := w.decodeAuthQuiet(s)
 					if err := v.Verify(ctx, w.registryHost, gitlab.Credential{Username: user, Password: secret.New(pass)}); err != nil && ctx.Err() == nil {
-						why = fmt.Sprintf("secret %s/gitlab (token %s) cannot pull: %v", ns, s.Annotations["rotator.dev/token-id"], err)
+						// A Secret rewritten between our read and the pull
+						// was checked stale; only the current copy counts.
+						again, gerr := cluster.Clientset.CoreV1().Secrets(ns).Get(ctx, "gitlab", metav1.GetOptions{})
+						if gerr != nil || again.ResourceVersion == s.ResourceVersion {
+							why = fmt.Sprintf("secret %s/gitlab (token %s) cannot pull: %v", ns, s.Annotations["rotator.dev/token-id"], err)
+						}
 					}
 				}
 				if why != "" {

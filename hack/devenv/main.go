@@ -33,7 +33,7 @@ import (
 
 func main() {
 	if len(os.Args) < 2 {
-		fmt.Fprintln(os.Stderr, "usage: devenv up|show|writes|clock [flags]")
+		fmt.Fprintln(os.Stderr, "usage: devenv up|show|writes|clock|registry [flags]")
 		os.Exit(2)
 	}
 	var err error

@@ -88,12 +88,18 @@ func (v *Verifier) head(ctx context.Context, ref name.Tag, cred gitlab.Credentia
 	switch {
 	case err == nil:
 		return nil
-	case errors.As(err, &te) && te.StatusCode == http.StatusNotFound:
+	case errors.As(err, &te) && te.StatusCode == http.StatusNotFound && isManifestRequest(te.Request):
 		return nil // authorised; the tag just does not exist
 	case errors.As(err, &te):
 		return &PullError{StatusCode: te.StatusCode}
 	}
 	return scrub(err, cred)
+}
+
+// isManifestRequest: only a 404 for the manifest itself proves access; a
+// 404 from the /v2/ ping or the token realm means a wrong host or path.
+func isManifestRequest(r *http.Request) bool {
+	return r != nil && r.Method == http.MethodHead && strings.Contains(r.URL.Path, "/manifests/")
 }
 
 // PullError is the registry refusing the credential.

@@ -141,13 +141,15 @@ func (a *Applier) Apply(ctx context.Context, plan Plan, obs Observed) Outcome {
 			if err := a.Verifier.Verify(ctx, a.Policy.RegistryHost, cred); err != nil {
 				a.Log.Error("new token failed verification; revoking it and keeping the old one", "action", "verify", "token_id", token.ID, "error", err)
 				fail(StageVerify, fmt.Errorf("verify token %d: %w", token.ID, err))
-				a.eventAllTargets(ctx, plan, corev1.EventTypeWarning, kube.ReasonRotationFailed,
-					fmt.Sprintf("new deploy token %d failed verification and is revoked; the old token stays in place: %v", token.ID, err))
-				if err := a.GitLab.Delete(ctx, token.ID); err != nil {
-					fail(StageRevoke, err)
+				fate := "is revoked"
+				if derr := a.GitLab.Delete(ctx, token.ID); derr != nil {
+					fail(StageRevoke, derr)
+					fate = "could not be revoked (the next cycle sweeps it)"
 				} else {
 					out.RevokedIDs = append(out.RevokedIDs, token.ID)
 				}
+				a.eventAllTargets(ctx, plan, corev1.EventTypeWarning, kube.ReasonRotationFailed,
+					fmt.Sprintf("new deploy token %d failed verification and %s; the old token stays in place: %v", token.ID, fate, err))
 				return out
 			}
 			a.Log.Info("verified token against the registry", "action", "verify", "token_id", token.ID)
