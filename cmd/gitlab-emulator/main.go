@@ -104,9 +104,11 @@ func parseFlags(args []string, out io.Writer) (*config, error) {
 	flags.Usage = func() {
 		fmt.Fprintf(out, `Usage: gitlab-emulator [flags]
 
-Serves a strict GitLab API emulator for tests: the deploy-token REST API under
-/api/v4 and an unauthenticated control API under /-/emulator/ (clock, faults,
-request log, seeding). Never expose it outside a test network. Each request is
+Serves a strict GitLab API emulator for tests: the deploy-token REST API and
+GET /personal_access_tokens/self under /api/v4, the container registry's token
+service at /jwt/auth (RS256 JWTs; public keys at /-/emulator/jwks), and an
+unauthenticated control API under /-/emulator/ (clock, faults, request log,
+seeding). Never expose it outside a test network. Each request is
 logged to stderr as method, path and status; token values are never logged.
 
 Flags:
