@@ -260,24 +260,14 @@ func (w *world) managed(activeOnly bool) []gitlabemu.DeployToken {
 // decodeAuth returns the username and password the Secret holds for the
 // registry, decoded from the auth field as kubelet does.
 func (w *world) decodeAuth(s *corev1.Secret) (string, string) {
-	t := w.t
-	t.Helper()
+	w.t.Helper()
 	if s.Type != corev1.SecretTypeDockerConfigJson {
-		t.Fatalf("secret %s/%s has type %s", s.Namespace, s.Name, s.Type)
+		w.t.Fatalf("secret %s/%s has type %s", s.Namespace, s.Name, s.Type)
 	}
-	var cfg struct {
-		Auths map[string]struct {
-			Auth string `json:"auth"`
-		} `json:"auths"`
+	user, pass := w.decodeAuthQuiet(s)
+	if user == "" || pass == "" {
+		w.t.Fatalf("secret %s/%s has no usable entry for %s", s.Namespace, s.Name, w.registryHost)
 	}
-	must(t, json.Unmarshal(s.Data[corev1.DockerConfigJsonKey], &cfg))
-	entry, ok := cfg.Auths[w.registryHost]
-	if !ok {
-		t.Fatalf("secret %s/%s has no entry for %s", s.Namespace, s.Name, w.registryHost)
-	}
-	raw, err := base64.StdEncoding.DecodeString(entry.Auth)
-	must(t, err)
-	user, pass, _ := strings.Cut(string(raw), ":")
 	return user, pass
 }
 
@@ -409,7 +399,9 @@ func (w *world) tokensCreated() int {
 	return n
 }
 
-// decodeAuthQuiet is decodeAuth for goroutines: it never fails the test.
+// decodeAuthQuiet returns the username and password of the Secret's entry
+// for the registry, decoded from the auth field as kubelet does, or empty
+// strings; it never fails the test, so goroutines may use it.
 func (w *world) decodeAuthQuiet(s *corev1.Secret) (string, string) {
 	var cfg struct {
 		Auths map[string]struct {
