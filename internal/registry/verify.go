@@ -82,6 +82,9 @@ func (v *Verifier) head(ctx context.Context, ref name.Tag, cred gitlab.Credentia
 	if rt == nil {
 		rt = remote.DefaultTransport
 	}
+	if err := v.requiresCredentials(ctx, ref, rt); err != nil {
+		return err
+	}
 	auth := authn.FromConfig(authn.AuthConfig{Username: cred.Username, Password: cred.Password.Reveal()})
 	_, err := remote.Head(ref, remote.WithContext(ctx), remote.WithAuth(auth), remote.WithTransport(rt))
 	var te *transport.Error
@@ -94,6 +97,36 @@ func (v *Verifier) head(ctx context.Context, ref name.Tag, cred gitlab.Credentia
 		return &PullError{StatusCode: te.StatusCode}
 	}
 	return scrub(err, cred)
+}
+
+// ErrAnonymous means the registry lets anyone in, so a pull proves nothing
+// about the credential.
+var ErrAnonymous = errors.New("the registry does not ask for credentials at /v2/, so it cannot prove this token works; point gitlab.registryHost at the GitLab registry")
+
+var errNoRegistry = errors.New("404: no registry API there")
+
+// requiresCredentials pings /v2/ without credentials: a registry that
+// answers anything but a 401 challenge would accept any token.
+func (v *Verifier) requiresCredentials(ctx context.Context, ref name.Tag, rt http.RoundTripper) error {
+	url := ref.Context().Registry.Scheme() + "://" + ref.Context().RegistryStr() + "/v2/"
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+	if err != nil {
+		return err
+	}
+	resp, err := rt.RoundTrip(req)
+	if err != nil {
+		return fmt.Errorf("ping %s: %w", url, err)
+	}
+	resp.Body.Close()
+	switch {
+	case resp.StatusCode == http.StatusUnauthorized && resp.Header.Get("WWW-Authenticate") != "":
+		return nil
+	case resp.StatusCode >= 500:
+		return &PullError{StatusCode: resp.StatusCode}
+	case resp.StatusCode == http.StatusNotFound:
+		return fmt.Errorf("ping %s: %w", url, errNoRegistry)
+	}
+	return ErrAnonymous
 }
 
 // isManifestRequest: only a 404 for the manifest itself proves access; a
@@ -118,6 +151,9 @@ func (e *PullError) Refused() bool {
 // retriable: a freshly created token may not work for a moment, and the
 // registry or network may hiccup; a 403 is final.
 func retriable(err error) bool {
+	if errors.Is(err, ErrAnonymous) || errors.Is(err, errNoRegistry) {
+		return false // a wrong registryHost does not heal in seconds
+	}
 	var pe *PullError
 	if errors.As(err, &pe) {
 		return pe.StatusCode == http.StatusUnauthorized || pe.StatusCode >= 500 || pe.StatusCode == http.StatusTooManyRequests
