@@ -1,0 +1,140 @@
+// Package deploy renders the kustomize variants with the kustomize library
+// and checks what a cluster would receive.
+package deploy
+
+import (
+	"testing"
+
+	"sigs.k8s.io/kustomize/api/krusty"
+	"sigs.k8s.io/kustomize/api/resmap"
+	"sigs.k8s.io/kustomize/kyaml/filesys"
+)
+
+func render(t *testing.T, dir string) resmap.ResMap {
+	t.Helper()
+	m, err := krusty.MakeKustomizer(krusty.MakeDefaultOptions()).Run(filesys.MakeFsOnDisk(), dir)
+	if err != nil {
+		t.Fatalf("kustomize build %s: %v", dir, err)
+	}
+	return m
+}
+
+func kinds(m resmap.ResMap) map[string]int {
+	out := map[string]int{}
+	for _, r := range m.Resources() {
+		out[r.GetKind()]++
+	}
+	return out
+}
+
+// field reads a nested field of the first resource of kind.
+func field(t *testing.T, m resmap.ResMap, kind string, path ...string) any {
+	t.Helper()
+	for _, r := range m.Resources() {
+		if r.GetKind() != kind {
+			continue
+		}
+		obj, err := r.Map()
+		if err != nil {
+			t.Fatal(err)
+		}
+		var cur any = obj
+		for _, p := range path {
+			switch c := cur.(type) {
+			case map[string]any:
+				cur = c[p]
+			case []any:
+				if len(c) == 0 {
+					return nil
+				}
+				cur = c[0].(map[string]any)[p]
+			default:
+				return nil
+			}
+		}
+		return cur
+	}
+	t.Fatalf("no %s rendered", kind)
+	return nil
+}
+
+func TestVariantsRender(t *testing.T) {
+	common := map[string]int{"Namespace": 1, "ServiceAccount": 1, "ConfigMap": 1, "Secret": 1, "Role": 3, "RoleBinding": 3}
+
+	d := render(t, "../../deploy/daemon")
+	want := map[string]int{"Deployment": 1, "Service": 1, "PodDisruptionBudget": 1, "ServiceMonitor": 1}
+	for k, v := range common {
+		want[k] = v
+	}
+	if got := kinds(d); !equal(got, want) {
+		t.Fatalf("daemon variant kinds = %v, want %v", got, want)
+	}
+	container := []string{"spec", "template", "spec", "containers"}
+	if args := field(t, d, "Deployment", append(container, "args")...).([]any); args[0] != "daemon" {
+		t.Fatalf("deployment args = %v", args)
+	}
+	if p := field(t, d, "Deployment", append(container, "readinessProbe", "httpGet", "path")...); p != "/readyz" {
+		t.Fatalf("readiness probe = %v", p)
+	}
+	if p := field(t, d, "Deployment", append(container, "livenessProbe", "httpGet", "path")...); p != "/healthz" {
+		t.Fatalf("liveness probe = %v", p)
+	}
+	if ro := field(t, d, "Deployment", append(container, "securityContext", "readOnlyRootFilesystem")...); ro != true {
+		t.Fatalf("readOnlyRootFilesystem = %v", ro)
+	}
+	if nr := field(t, d, "Deployment", "spec", "template", "spec", "securityContext", "runAsNonRoot"); nr != true {
+		t.Fatalf("runAsNonRoot = %v", nr)
+	}
+	if lim := field(t, d, "Deployment", append(container, "resources", "limits", "memory")...); lim == nil {
+		t.Fatal("no memory limit")
+	}
+
+	c := render(t, "../../deploy/cronjob")
+	want = map[string]int{"CronJob": 1}
+	for k, v := range common {
+		want[k] = v
+	}
+	if got := kinds(c); !equal(got, want) {
+		t.Fatalf("cronjob variant kinds = %v, want %v", got, want)
+	}
+	if p := field(t, c, "CronJob", "spec", "concurrencyPolicy"); p != "Forbid" {
+		t.Fatalf("concurrencyPolicy = %v", p)
+	}
+	jobContainer := []string{"spec", "jobTemplate", "spec", "template", "spec", "containers"}
+	if args := field(t, c, "CronJob", append(jobContainer, "args")...).([]any); args[0] != "run-once" {
+		t.Fatalf("cronjob args = %v", args)
+	}
+	// Per-target Roles stay in the target namespaces; only the Lease Role
+	// lives with the rotator.
+	roles := map[string]int{}
+	for _, r := range d.Resources() {
+		if r.GetKind() == "Role" {
+			roles[r.GetNamespace()]++
+		}
+	}
+	if !equal(roles, map[string]int{"default": 1, "game-servers": 1, "rotator-system": 1}) {
+		t.Fatalf("Roles by namespace = %v", roles)
+	}
+	for _, m := range []resmap.ResMap{d, c} {
+		for _, r := range m.Resources() {
+			if r.GetKind() == "Namespace" {
+				continue
+			}
+			if ns := r.GetNamespace(); ns == "" {
+				t.Errorf("%s/%s has no namespace", r.GetKind(), r.GetName())
+			}
+		}
+	}
+}
+
+func equal(a, b map[string]int) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for k, v := range a {
+		if b[k] != v {
+			return false
+		}
+	}
+	return true
+}
