@@ -3,7 +3,13 @@
 package deploy
 
 import (
+	"encoding/json"
+	"reflect"
+	"strings"
 	"testing"
+
+	corev1 "k8s.io/api/core/v1"
+	rbacv1 "k8s.io/api/rbac/v1"
 
 	"sigs.k8s.io/kustomize/api/krusty"
 	"sigs.k8s.io/kustomize/api/resmap"
@@ -137,4 +143,74 @@ func equal(a, b map[string]int) bool {
 		}
 	}
 	return true
+}
+
+// decode converts a rendered resource into a typed object.
+func decode(t *testing.T, m resmap.ResMap, kind, namespace, name string, into any) {
+	t.Helper()
+	for _, r := range m.Resources() {
+		if r.GetKind() != kind || r.GetNamespace() != namespace || r.GetName() != name {
+			continue
+		}
+		js, err := r.MarshalJSON()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := json.Unmarshal(js, into); err != nil {
+			t.Fatal(err)
+		}
+		return
+	}
+	t.Fatalf("no %s %s/%s rendered", kind, namespace, name)
+}
+
+// An overlay with the namespace-selector component: the daemon variant plus
+// cluster-wide RBAC for a namespaceSelector target.
+func TestNamespaceSelectorComponent(t *testing.T) {
+	m := render(t, "testdata/namespace-selector")
+	want := map[string]int{"Namespace": 1, "ServiceAccount": 1, "ConfigMap": 1, "Secret": 1, "Role": 3, "RoleBinding": 3,
+		"Deployment": 1, "Service": 1, "PodDisruptionBudget": 1, "ServiceMonitor": 1,
+		"ClusterRole": 2, "ClusterRoleBinding": 2}
+	if got := kinds(m); !equal(got, want) {
+		t.Fatalf("kinds = %v, want %v", got, want)
+	}
+
+	var namespaces rbacv1.ClusterRole
+	decode(t, m, "ClusterRole", "", "rotator-namespaces", &namespaces)
+	wantNS := []rbacv1.PolicyRule{{APIGroups: []string{""}, Resources: []string{"namespaces"}, Verbs: []string{"list", "watch"}}}
+	if !reflect.DeepEqual(namespaces.Rules, wantNS) {
+		t.Errorf("rotator-namespaces rules = %+v, want %+v", namespaces.Rules, wantNS)
+	}
+	// rotator-targets grants in every namespace exactly what a per-target
+	// Role grants in one.
+	var targets rbacv1.ClusterRole
+	decode(t, m, "ClusterRole", "", "rotator-targets", &targets)
+	var perTarget rbacv1.Role
+	decode(t, m, "Role", "default", "rotator", &perTarget)
+	if !reflect.DeepEqual(targets.Rules, perTarget.Rules) {
+		t.Errorf("rotator-targets rules = %+v, want the per-target Role's %+v", targets.Rules, perTarget.Rules)
+	}
+	for _, name := range []string{"rotator-namespaces", "rotator-targets"} {
+		var b rbacv1.ClusterRoleBinding
+		decode(t, m, "ClusterRoleBinding", "", name, &b)
+		if b.RoleRef != (rbacv1.RoleRef{APIGroup: "rbac.authorization.k8s.io", Kind: "ClusterRole", Name: name}) {
+			t.Errorf("ClusterRoleBinding %s roleRef = %+v", name, b.RoleRef)
+		}
+		wantSubj := []rbacv1.Subject{{Kind: "ServiceAccount", Name: "rotator", Namespace: "rotator-system"}}
+		if !reflect.DeepEqual(b.Subjects, wantSubj) {
+			t.Errorf("ClusterRoleBinding %s subjects = %+v", name, b.Subjects)
+		}
+	}
+
+	var cm corev1.ConfigMap
+	decode(t, m, "ConfigMap", "rotator-system", "rotator-config", &cm)
+	if !strings.Contains(cm.Data["config.yaml"], "namespaceSelector: team=games") {
+		t.Errorf("config.yaml has no selector target:\n%s", cm.Data["config.yaml"])
+	}
+	for _, r := range m.Resources() {
+		clusterScoped := map[string]bool{"Namespace": true, "ClusterRole": true, "ClusterRoleBinding": true}[r.GetKind()]
+		if ns := r.GetNamespace(); clusterScoped != (ns == "") {
+			t.Errorf("%s/%s has namespace %q", r.GetKind(), r.GetName(), ns)
+		}
+	}
 }
