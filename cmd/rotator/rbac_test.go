@@ -2,6 +2,8 @@ package main
 
 import (
 	"bytes"
+	"context"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -28,49 +30,11 @@ func TestLeastPrivilegeRBAC(t *testing.T) {
 	home, ns0, ns1 := w.namespaces[0], w.namespaces[0], w.namespaces[1]
 	rename := map[string]string{"default": ns0, "game-servers": ns1, "rotator-system": home, "": home}
 
-	raw, err := os.ReadFile("../../deploy/base/rbac.yaml")
-	must(t, err)
-	for _, doc := range strings.Split(string(raw), "\n---") {
-		var meta struct {
-			Kind string `json:"kind"`
-		}
-		must(t, yaml.Unmarshal([]byte(doc), &meta))
-		switch meta.Kind {
-		case "Role":
-			var r rbacv1.Role
-			must(t, yaml.Unmarshal([]byte(doc), &r))
-			r.Namespace = rename[r.Namespace]
-			_, err := cluster.Clientset.RbacV1().Roles(r.Namespace).Create(w.ctx(), &r, metav1.CreateOptions{})
-			must(t, err)
-		case "RoleBinding":
-			var b rbacv1.RoleBinding
-			must(t, yaml.Unmarshal([]byte(doc), &b))
-			b.Namespace = rename[b.Namespace]
-			for i := range b.Subjects {
-				b.Subjects[i].Namespace = rename[b.Subjects[i].Namespace]
-			}
-			_, err := cluster.Clientset.RbacV1().RoleBindings(b.Namespace).Create(w.ctx(), &b, metav1.CreateOptions{})
-			must(t, err)
-		}
-	}
+	applyRBAC(t, w, "../../deploy/base/rbac.yaml", rename, nil)
 	w.createServiceAccount(home, "rotator")
-	user := "system:serviceaccount:" + home + ":rotator"
-
-	// A kubeconfig that impersonates the rotator's ServiceAccount.
-	kc, err := clientcmd.LoadFromFile(cluster.KubeconfigPath)
-	must(t, err)
-	for _, ai := range kc.AuthInfos {
-		ai.Impersonate = user
-	}
-	path := filepath.Join(t.TempDir(), "kubeconfig-as-rotator")
-	must(t, clientcmd.WriteToFile(*kc, path))
-	w.env["KUBECONFIG"] = path
+	asRotator := w.impersonate("system:serviceaccount:" + home + ":rotator")
 
 	// Wait for the RBAC cache to see the new bindings.
-	as := rest.CopyConfig(cluster.Config)
-	as.Impersonate = rest.ImpersonationConfig{UserName: user}
-	asRotator, err := kubernetes.NewForConfig(as)
-	must(t, err)
 	w.eventually(10*time.Second, "RBAC in effect", func() bool {
 		_, err := asRotator.CoreV1().ServiceAccounts(ns0).Get(w.ctx(), "default", metav1.GetOptions{})
 		return err == nil
@@ -100,7 +64,7 @@ func TestLeastPrivilegeRBAC(t *testing.T) {
 	// And no more: other Secrets, and Secrets outside the targets, stay out
 	// of reach.
 	other := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: ns0, Name: "database"}, StringData: map[string]string{"password": "x"}}
-	_, err = cluster.Clientset.CoreV1().Secrets(ns0).Create(w.ctx(), other, metav1.CreateOptions{})
+	_, err := cluster.Clientset.CoreV1().Secrets(ns0).Create(w.ctx(), other, metav1.CreateOptions{})
 	must(t, err)
 	outside := "rbac-outside"
 	w.createNamespace(outside)
@@ -126,6 +90,200 @@ func TestLeastPrivilegeRBAC(t *testing.T) {
 	t.Logf("with deploy/base/rbac.yaml only: run-once, rotation, status, daemon and a repair succeed;\n%s", buf.String())
 }
 
+// applyRBAC creates the Roles, RoleBindings, ClusterRoles and
+// ClusterRoleBindings of a manifest file on the real API server, moving
+// namespaces through rename (subjects too). Cluster-scoped names get the
+// world's first namespace as a suffix, so tests sharing the API server do not
+// collide; they are deleted when the test ends. keep, if not nil, picks which
+// objects to create.
+func applyRBAC(t *testing.T, w *world, path string, rename map[string]string, keep func(kind, name string) bool) {
+	t.Helper()
+	raw, err := os.ReadFile(path)
+	must(t, err)
+	suffix := "-" + w.namespaces[0]
+	subjects := func(ss []rbacv1.Subject) {
+		for i := range ss {
+			ss[i].Namespace = rename[ss[i].Namespace]
+		}
+	}
+	rbac := cluster.Clientset.RbacV1()
+	n := 0
+	for _, doc := range strings.Split(string(raw), "\n---") {
+		var meta struct {
+			Kind     string            `json:"kind"`
+			Metadata metav1.ObjectMeta `json:"metadata"`
+		}
+		must(t, yaml.Unmarshal([]byte(doc), &meta))
+		if meta.Kind == "" || (keep != nil && !keep(meta.Kind, meta.Metadata.Name)) {
+			continue
+		}
+		n++
+		switch meta.Kind {
+		case "Role":
+			var r rbacv1.Role
+			must(t, yaml.Unmarshal([]byte(doc), &r))
+			r.Namespace = rename[r.Namespace]
+			_, err = rbac.Roles(r.Namespace).Create(w.ctx(), &r, metav1.CreateOptions{})
+		case "RoleBinding":
+			var b rbacv1.RoleBinding
+			must(t, yaml.Unmarshal([]byte(doc), &b))
+			b.Namespace = rename[b.Namespace]
+			subjects(b.Subjects)
+			_, err = rbac.RoleBindings(b.Namespace).Create(w.ctx(), &b, metav1.CreateOptions{})
+		case "ClusterRole":
+			var r rbacv1.ClusterRole
+			must(t, yaml.Unmarshal([]byte(doc), &r))
+			r.Name += suffix
+			_, err = rbac.ClusterRoles().Create(w.ctx(), &r, metav1.CreateOptions{})
+			t.Cleanup(func() { _ = rbac.ClusterRoles().Delete(context.Background(), r.Name, metav1.DeleteOptions{}) })
+		case "ClusterRoleBinding":
+			var b rbacv1.ClusterRoleBinding
+			must(t, yaml.Unmarshal([]byte(doc), &b))
+			b.Name += suffix
+			b.RoleRef.Name += suffix
+			subjects(b.Subjects)
+			_, err = rbac.ClusterRoleBindings().Create(w.ctx(), &b, metav1.CreateOptions{})
+			t.Cleanup(func() { _ = rbac.ClusterRoleBindings().Delete(context.Background(), b.Name, metav1.DeleteOptions{}) })
+		default:
+			t.Fatalf("%s: unexpected kind %s", path, meta.Kind)
+		}
+		must(t, err)
+	}
+	if n == 0 {
+		t.Fatalf("%s: nothing applied", path)
+	}
+}
+
+// impersonate points the world's KUBECONFIG at a kubeconfig that
+// impersonates user, so the rotator runs as that user, and returns a client
+// acting as the same user.
+func (w *world) impersonate(user string) *kubernetes.Clientset {
+	w.t.Helper()
+	kc, err := clientcmd.LoadFromFile(cluster.KubeconfigPath)
+	must(w.t, err)
+	for _, ai := range kc.AuthInfos {
+		ai.Impersonate = user
+	}
+	path := filepath.Join(w.t.TempDir(), "kubeconfig-as-rotator")
+	must(w.t, clientcmd.WriteToFile(*kc, path))
+	w.env["KUBECONFIG"] = path
+
+	as := rest.CopyConfig(cluster.Config)
+	as.Impersonate = rest.ImpersonationConfig{UserName: user}
+	cs, err := kubernetes.NewForConfig(as)
+	must(w.t, err)
+	return cs
+}
+
 func getErr(_ *corev1.Secret, err error) error           { return err }
 func listErr(_ *corev1.SecretList, err error) error      { return err }
 func nsListErr(_ *corev1.NamespaceList, err error) error { return err }
+
+// deploy/components/namespace-selector is enough for a namespaceSelector
+// target, and rotator-namespaces is needed: with only the component's
+// ClusterRoles and the Lease Role, run-once and the daemon work as the
+// rotator's ServiceAccount, including in a namespace that gains the label
+// later; without rotator-namespaces, run-once is forbidden and writes
+// nothing.
+func TestNamespaceSelectorClusterRBAC(t *testing.T) {
+	w := newWorld(t)
+	home, ns0 := w.namespaces[0], w.namespaces[0]
+	rename := map[string]string{"rotator-system": home, "": home}
+	const label = "rotator.dev/rbac-selector"
+	for _, ns := range w.namespaces {
+		w.labelNamespace(ns, label, home)
+	}
+	must(t, writeFile(w.configPath, fmt.Sprintf(`gitlab:
+  url: %s
+  allowInsecureHTTP: true
+  tokenFile: %s
+  project: %q
+  registryHost: %s
+  timeout: 10s
+token:
+  lifetime: 30d
+daemon:
+  leaseNamespace: %s
+targets:
+  - namespaceSelector: %s=%s
+`, w.url, w.patFile, projectPath, w.registryHost, home, label, home)))
+
+	component := "../../deploy/components/namespace-selector/rbac.yaml"
+	named := func(name string) func(string, string) bool {
+		return func(_, n string) bool { return n == name }
+	}
+	applyRBAC(t, w, "../../deploy/base/rbac.yaml", rename, named("rotator-lease"))
+	applyRBAC(t, w, component, rename, named("rotator-targets"))
+	w.createServiceAccount(home, "rotator")
+	asRotator := w.impersonate("system:serviceaccount:" + home + ":rotator")
+	w.eventually(10*time.Second, "rotator-targets in effect", func() bool {
+		_, err := asRotator.CoreV1().ServiceAccounts(ns0).Get(w.ctx(), "default", metav1.GetOptions{})
+		return err == nil
+	})
+
+	// Without rotator-namespaces the selector cannot be resolved.
+	code, _, stderr := w.run("run-once")
+	if code == 0 || !strings.Contains(stderr, `namespaces is forbidden`) || w.tokensCreated() != 0 {
+		t.Fatalf("run-once without rotator-namespaces: exit %d, %d tokens created, want a failure listing namespaces\n%s", code, w.tokensCreated(), stderr)
+	}
+	t.Logf("without rotator-namespaces, run-once exits %d: %s", code, lineWith(stderr, "namespaces is forbidden"))
+
+	applyRBAC(t, w, component, rename, named("rotator-namespaces"))
+	w.eventually(10*time.Second, "rotator-namespaces in effect", func() bool {
+		return nsListErr(asRotator.CoreV1().Namespaces().List(w.ctx(), metav1.ListOptions{})) == nil
+	})
+	w.mustRun("run-once")
+	w.assertConverged()
+
+	// The daemon's namespace informer needs watch as well as list. (Without
+	// watch it still finds new namespaces, late, by relisting after each
+	// refused watch, so the daemon below cannot tell; check the verb.)
+	nw, err := asRotator.CoreV1().Namespaces().Watch(w.ctx(), metav1.ListOptions{LabelSelector: label + "=" + home})
+	if err != nil {
+		t.Fatalf("as the rotator, watch namespaces: %v", err)
+	}
+	nw.Stop()
+
+	// The daemon watches namespaces: one that gains the label is written
+	// without waiting for the hourly schedule.
+	r := w.startDaemonEvery("@every 1h", &daemon.LeaseOptions{Namespace: home, Name: "rotator", Identity: "rbac-selector",
+		LeaseDuration: 15 * time.Second, RenewDeadline: 10 * time.Second, RetryPeriod: time.Second})
+	w.eventually(10*time.Second, "daemon ready as the rotator", func() bool { return httpStatus(t, "http://"+r.d.Addr()+"/readyz") == 200 })
+	late := home + "-late"
+	w.createNamespace(late)
+	w.createServiceAccount(late, "default")
+	w.createServiceAccount(late, "agones-sdk")
+	w.namespaces = append(w.namespaces, late)
+	w.labelNamespace(late, label, home)
+	w.eventually(15*time.Second, "daemon writes the newly labelled namespace", w.converged)
+	w.assertConverged()
+
+	// Wider, but still by name: another Secret stays out of reach.
+	other := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: late, Name: "database"}}
+	_, err = cluster.Clientset.CoreV1().Secrets(late).Create(w.ctx(), other, metav1.CreateOptions{})
+	must(t, err)
+	if err := getErr(asRotator.CoreV1().Secrets(late).Get(w.ctx(), "database", metav1.GetOptions{})); !apierrors.IsForbidden(err) {
+		t.Errorf("as the rotator, get another Secret: %v, want Forbidden", err)
+	}
+}
+
+func (w *world) labelNamespace(ns, key, value string) {
+	w.t.Helper()
+	n, err := cluster.Clientset.CoreV1().Namespaces().Get(w.ctx(), ns, metav1.GetOptions{})
+	must(w.t, err)
+	if n.Labels == nil {
+		n.Labels = map[string]string{}
+	}
+	n.Labels[key] = value
+	_, err = cluster.Clientset.CoreV1().Namespaces().Update(w.ctx(), n, metav1.UpdateOptions{})
+	must(w.t, err)
+}
+
+func lineWith(s, sub string) string {
+	for _, l := range strings.Split(s, "\n") {
+		if strings.Contains(l, sub) {
+			return l
+		}
+	}
+	return ""
+}
