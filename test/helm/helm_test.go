@@ -529,13 +529,22 @@ func TestPackagedChart(t *testing.T) {
 // demands: a typo in a value name fails here instead of rendering empty.
 func TestStrictRender(t *testing.T) {
 	c := loadChart(t, chartDir)
+	cases := map[string]map[string]any{
+		"monitoring on": with(t, "testdata/daemon.yaml", map[string]any{
+			"prometheusRule": map[string]any{"enabled": true},
+			"grafana":        map[string]any{"dashboard": map[string]any{"enabled": true}, "alerts": map[string]any{"enabled": true}},
+		}),
+	}
 	for _, file := range []string{"testdata/daemon.yaml", "testdata/cronjob.yaml", "testdata/namespace-selector.yaml"} {
-		vals, err := chartutil.ToRenderValues(c, readValues(t, file),
+		cases[file] = readValues(t, file)
+	}
+	for name, values := range cases {
+		vals, err := chartutil.ToRenderValues(c, values,
 			chartutil.ReleaseOptions{Name: releaseName, Namespace: namespace, Revision: 1, IsInstall: true},
 			chartutil.DefaultCapabilities)
 		must(t, err)
 		if _, err := (engine.Engine{Strict: true}).Render(c, vals); err != nil {
-			t.Errorf("%s: strict render: %v", file, err)
+			t.Errorf("%s: strict render: %v", name, err)
 		}
 	}
 }
