@@ -23,6 +23,7 @@ import (
 	rbacv1 "k8s.io/api/rbac/v1"
 	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
 	"sigs.k8s.io/kustomize/api/krusty"
+	"sigs.k8s.io/kustomize/api/resource"
 	"sigs.k8s.io/kustomize/kyaml/filesys"
 	"sigs.k8s.io/yaml"
 
@@ -176,12 +177,8 @@ func objKey(obj map[string]any) key {
 // Namespace, which the chart leaves to --create-namespace.
 func kustomizeObjects(t *testing.T, dir string) objects {
 	t.Helper()
-	m, err := krusty.MakeKustomizer(krusty.MakeDefaultOptions()).Run(filesys.MakeFsOnDisk(), dir)
-	if err != nil {
-		t.Fatalf("kustomize build %s: %v", dir, err)
-	}
 	out := objects{}
-	for _, r := range m.Resources() {
+	for _, r := range kustomizeResources(t, dir) {
 		if r.GetKind() == "Namespace" {
 			continue
 		}
@@ -192,6 +189,15 @@ func kustomizeObjects(t *testing.T, dir string) objects {
 		out[objKey(obj)] = obj
 	}
 	return out
+}
+
+func kustomizeResources(t *testing.T, dir string) []*resource.Resource {
+	t.Helper()
+	m, err := krusty.MakeKustomizer(krusty.MakeDefaultOptions()).Run(filesys.MakeFsOnDisk(), dir)
+	if err != nil {
+		t.Fatalf("kustomize build %s: %v", dir, err)
+	}
+	return m.Resources()
 }
 
 // The chart, from documented values, renders what each kustomize variant
