@@ -142,6 +142,10 @@ It prints the actions as JSON log lines on stderr and a one-line summary on
 stdout. Exit status: 0 when the cycle succeeded (including when there was
 nothing to do), 1 when it failed, 2 for bad configuration or usage.
 
+With --pushgateway, the run's metrics (the daemon's, less rotator_leader) go
+to that Prometheus Pushgateway under job rotator-run-once, so that alerts see
+CronJob runs too. A failed push is logged and does not change the exit status.
+
 The environment variable ROTATOR_NOW (RFC 3339) replaces the current time in
 every decision; it exists for tests that move the GitLab emulator's clock.`,
 		Example: `  rotator run-once --config /etc/rotator/config.yaml
@@ -153,11 +157,8 @@ every decision; it exists for tests that move the GitLab emulator's clock.`,
 			if err != nil {
 				return err
 			}
-			if !opts.DryRun && cfg.Daemon.LeaderElection {
-				return a.runOnceCoordinated(cmd.Context(), cfg, deps, opts, log)
-			}
-			rep := deps.runner.RunOnce(cmd.Context(), opts)
 			if opts.DryRun {
+				rep := deps.runner.RunOnce(cmd.Context(), opts)
 				if rep.Err != nil {
 					// No plan was made; an empty one would read as "nothing to do".
 					return failedErr(rep.Err)
@@ -165,7 +166,20 @@ every decision; it exists for tests that move the GitLab emulator's clock.`,
 				fmt.Fprint(a.stdout, rep.Plan.Describe())
 				return nil
 			}
+			var rep rotation.Report
+			if cfg.Daemon.LeaderElection {
+				ran, err := a.runOnceCoordinated(cmd.Context(), cfg, deps, opts, log)
+				if err != nil || ran == nil {
+					return err // a daemon ran it, and its own metrics report it
+				}
+				rep = *ran
+			} else {
+				rep = deps.runner.RunOnce(cmd.Context(), opts)
+			}
 			fmt.Fprintln(a.stdout, rep.Summary())
+			if cfg.RunOnce.Pushgateway != "" {
+				pushMetrics(cmd.Context(), cfg, deps, rep, log)
+			}
 			if rep.Err != nil {
 				return failedErr(errors.New("cycle failed"))
 			}

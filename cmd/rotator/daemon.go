@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net/http"
 	"os"
 	"time"
 
@@ -108,22 +109,19 @@ func maxJitter(s cron.Schedule) time.Duration {
 }
 
 // runOnceCoordinated never races a daemon: with a live leader it hands the
-// request over and reports the leader's result as its own; otherwise it
-// holds the Lease for the length of its cycle.
-func (a *app) runOnceCoordinated(ctx context.Context, cfg *config.Config, deps *deps, opts rotation.Options, log *slog.Logger) error {
+// request over and reports the leader's result as its own (and returns no
+// report); otherwise it holds the Lease for the length of its cycle and
+// returns that cycle's report.
+func (a *app) runOnceCoordinated(ctx context.Context, cfg *config.Config, deps *deps, opts rotation.Options, log *slog.Logger) (*rotation.Report, error) {
 	// Look first, without the Lease: a run with nothing to do must write
 	// nothing at all, not even Lease bookkeeping.
 	if look := deps.runner.RunOnce(ctx, rotation.Options{DryRun: true, Force: opts.Force}); look.Err != nil || look.Plan.Empty() {
-		fmt.Fprintln(a.stdout, look.Summary())
-		if look.Err != nil {
-			return failedErr(errors.New("cycle failed"))
-		}
-		return nil
+		return &look, nil
 	}
 	lo := leaseOptions(cfg)
 	holder, live, err := daemon.LiveLeader(ctx, deps.kube, lo.Namespace, lo.Name, time.Now())
 	if err != nil {
-		return failedErr(err)
+		return nil, failedErr(err)
 	}
 	if live {
 		log.Info("a daemon holds the lease; handing this run to it", "leader", holder, "force", opts.Force)
@@ -134,13 +132,13 @@ func (a *app) runOnceCoordinated(ctx context.Context, cfg *config.Config, deps *
 		case errors.Is(err, daemon.ErrNoLeader):
 			log.Warn("the daemon went away before running this request; running it here", "leader", holder)
 		case err != nil:
-			return failedErr(err)
+			return nil, failedErr(err)
 		default:
 			fmt.Fprintf(a.stdout, "%s (run by daemon %s)\n", res.Summary, holder)
 			if res.ExitCode != 0 {
-				return failedErr(errors.New("cycle failed"))
+				return nil, failedErr(errors.New("cycle failed"))
 			}
-			return nil
+			return nil, nil
 		}
 	}
 	var rep rotation.Report
@@ -148,11 +146,31 @@ func (a *app) runOnceCoordinated(ctx context.Context, cfg *config.Config, deps *
 		rep = deps.runner.RunOnce(ctx, opts)
 	})
 	if err != nil {
-		return failedErr(err)
+		return nil, failedErr(err)
 	}
-	fmt.Fprintln(a.stdout, rep.Summary())
-	if rep.Err != nil {
-		return failedErr(errors.New("cycle failed"))
+	return &rep, nil
+}
+
+// pushMetrics hands one run's metrics to the Pushgateway. Its failure is
+// logged, not returned: the cycle's result is the exit status, and a run
+// that stops pushing shows as RotatorAbsent.
+func pushMetrics(ctx context.Context, cfg *config.Config, deps *deps, rep rotation.Report, log *slog.Logger) {
+	m := metrics.New(version.Version, version.GoVersion(), cfg.Token.RenewBefore.Std())
+	m.ObserveCycle(rep)
+	tctx, cancel := context.WithTimeout(ctx, cfg.GitLab.Timeout.Std())
+	defer cancel()
+	switch exp, ok, err := deps.gitlab.APITokenExpiry(tctx); {
+	case err != nil:
+		log.Warn("could not read the GitLab API token's expiry", "error", err)
+	case ok:
+		m.SetAPITokenExpiry(exp)
 	}
-	return nil
+	pctx, cancel := context.WithTimeout(ctx, cfg.GitLab.Timeout.Std())
+	defer cancel()
+	client := &http.Client{Timeout: cfg.GitLab.Timeout.Std()}
+	if err := m.Push(pctx, client, cfg.RunOnce.Pushgateway, rep.Err == nil); err != nil {
+		log.Error("could not push metrics", "error", err)
+		return
+	}
+	log.Info("pushed metrics", "action", "push-metrics", "pushgateway", cfg.RunOnce.Pushgateway, "job", metrics.PushJob)
 }

@@ -527,9 +527,7 @@ func freePort(t *testing.T) int {
 // The server is killed when the test ends.
 func startPrometheus(t *testing.T, bin, target string) *promServer {
 	t.Helper()
-	dir := t.TempDir()
-	cfgPath := filepath.Join(dir, "prometheus.yml")
-	must(t, os.WriteFile(cfgPath, fmt.Appendf(nil, `global:
+	return startPrometheusWith(t, bin, t.TempDir(), fmt.Sprintf(`global:
   scrape_interval: 1s
   scrape_timeout: 1s
   evaluation_interval: 1s
@@ -538,7 +536,15 @@ scrape_configs:
     static_configs:
       - targets: [%q]
         labels: {namespace: rotator-system, pod: rotator-test-0}
-`, promJob, target), 0o600))
+`, promJob, target))
+}
+
+// startPrometheusWith runs prometheus with config cfg written into dir, so
+// that relative rule_files resolve there.
+func startPrometheusWith(t *testing.T, bin, dir, cfg string) *promServer {
+	t.Helper()
+	cfgPath := filepath.Join(dir, "prometheus.yml")
+	must(t, os.WriteFile(cfgPath, []byte(cfg), 0o600))
 	// A port found free can be taken before prometheus binds it; try again
 	// then.
 	for attempt := 1; ; attempt++ {

@@ -26,6 +26,7 @@ type Config struct {
 	Log             Log      `json:"log"`
 	Schedule        string   `json:"schedule"`
 	Daemon          Daemon   `json:"daemon"`
+	RunOnce         RunOnce  `json:"runOnce"`
 	Verify          Verify   `json:"verify"`
 	Kubeconfig      string   `json:"kubeconfig,omitempty"`
 
@@ -56,6 +57,13 @@ type Daemon struct {
 	// RetryMin and RetryMax bound the backoff after a failed cycle.
 	RetryMin Duration `json:"retryMin"`
 	RetryMax Duration `json:"retryMax"`
+}
+
+// RunOnce configures `rotator run-once`.
+type RunOnce struct {
+	// Pushgateway receives each run's metrics, since a run ends before
+	// Prometheus could scrape it. Empty means push nothing.
+	Pushgateway string `json:"pushgateway,omitempty"`
 }
 
 // GitLab says which GitLab and registry to talk to and how.

@@ -509,6 +509,10 @@ func TestBadInput(t *testing.T) {
 		{name: "bad listen address", edits: []edit{{"daemon.listen", "8080"}}, field: "daemon.listen", want: "host:port"},
 		{name: "retryMax below retryMin", edits: []edit{{"daemon.retryMin", "10m"}, {"daemon.retryMax", "1m"}}, field: "daemon.retryMax", want: "at least"},
 		{name: "bad lease namespace", edits: []edit{{"daemon.leaseNamespace", "Not_A_NS"}}, field: "daemon.leaseNamespace", want: "not a namespace"},
+		{name: "pushgateway with credentials", edits: []edit{{"runOnce.pushgateway", "http://user:pw@pgw:9091"}}, field: "runOnce.pushgateway", want: "must not contain a user or password"},
+		{name: "pushgateway without scheme", env: map[string]string{"ROTATOR_PUSHGATEWAY": "pgw:9091"}, field: "runOnce.pushgateway", want: "(set by ROTATOR_PUSHGATEWAY)"},
+		{name: "pushgateway with push path", flags: []string{"--pushgateway=http://pgw:9091/metrics/job/x"}, field: "runOnce.pushgateway", want: "base URL"},
+		{name: "pushgateway with query", edits: []edit{{"runOnce.pushgateway", "http://pgw:9091/?a=b"}}, field: "runOnce.pushgateway", want: "query"},
 		{name: "verify repository missing for a group", edits: []edit{{"gitlab.project", nil}, {"gitlab.group", "games"}}, field: "verify.repository", want: "required"},
 		{name: "verify repository not an image path", edits: []edit{{"verify.repository", "Games/Fleet"}}, field: "verify.repository", want: "image path"},
 		{name: "bad log level", env: map[string]string{"ROTATOR_LOG_LEVEL": "loud"}, field: "log.level", want: "(set by ROTATOR_LOG_LEVEL)"},
@@ -651,8 +655,8 @@ func TestRegisterFlagsCoversEveryField(t *testing.T) {
 	for _, f := range fields {
 		want[f.flag] = f.env
 	}
-	if len(want) != 31 {
-		t.Errorf("%d flags, want 31 (one per field in the table)", len(want))
+	if len(want) != 32 {
+		t.Errorf("%d flags, want 32 (one per field in the table)", len(want))
 	}
 	for name, env := range want {
 		fl := fs.Lookup(name)
@@ -674,7 +678,7 @@ func TestRegisterFlagsCoversEveryField(t *testing.T) {
 	}
 	for _, p := range []string{"gitlab.url", "gitlab.allowInsecureHTTP", "gitlab.caFile", "gitlab.tokenFile", "gitlab.project",
 		"gitlab.group", "gitlab.registryHost", "gitlab.timeout", "token.prefix", "token.scopes", "token.lifetime",
-		"token.renewBefore", "secretName", "serviceAccounts", "schedule", "log.format", "log.level", "kubeconfig"} {
+		"token.renewBefore", "secretName", "serviceAccounts", "schedule", "log.format", "log.level", "kubeconfig", "runOnce.pushgateway"} {
 		if !paths[p] {
 			t.Errorf("no flag/env for %s", p)
 		}

@@ -156,6 +156,7 @@ func (c *Config) validate() error {
 		c.validateTargets,
 		c.validateSchedule,
 		c.validateDaemon,
+		c.validatePushgateway,
 		c.validateVerify,
 		c.validateLog,
 	}
@@ -200,6 +201,35 @@ func (c *Config) validateURL() error {
 	}
 	u.RawPath = ""
 	c.GitLab.URL = u.String()
+	return nil
+}
+
+func (c *Config) validatePushgateway() error {
+	const f = "runOnce.pushgateway"
+	raw := c.RunOnce.Pushgateway
+	if raw == "" {
+		return nil
+	}
+	u, err := url.Parse(raw)
+	if err != nil {
+		if ue, ok := err.(*url.Error); ok {
+			err = ue.Err
+		}
+		return c.invalidf(f, "not a valid URL: %v", err)
+	}
+	if u.User != nil {
+		return c.invalid(f, "must not contain a user or password: it would show in logs and status")
+	}
+	if scheme := strings.ToLower(u.Scheme); scheme != "https" && scheme != "http" || u.Opaque != "" || u.Hostname() == "" {
+		return c.invalidf(f, "must be an absolute http(s) URL with a host, such as http://prometheus-pushgateway.monitoring.svc:9091, got %q", raw)
+	}
+	if u.RawQuery != "" || u.Fragment != "" || u.ForceQuery {
+		return c.invalidf(f, "must not have a query or fragment, got %q", raw)
+	}
+	if strings.Contains(u.Path, "/metrics") {
+		return c.invalidf(f, "must be the Pushgateway's base URL; the rotator adds /metrics/job/%s itself, got %q", "rotator-run-once", raw)
+	}
+	c.RunOnce.Pushgateway = strings.TrimRight(u.String(), "/")
 	return nil
 }
 

@@ -17,17 +17,18 @@ import (
 
 // Metrics is the rotator's metric set on its own registry.
 type Metrics struct {
-	registry    *prometheus.Registry
-	cycles      *prometheus.CounterVec
-	rotations   *prometheus.CounterVec
-	errors      *prometheus.CounterVec
-	lastSuccess prometheus.Gauge
-	// Expiry gauges are vectors without labels so that they stay absent
-	// until known: a 0 would read as "expired in 1970" and fire alerts.
+	registry  *prometheus.Registry
+	cycles    *prometheus.CounterVec
+	rotations *prometheus.CounterVec
+	errors    *prometheus.CounterVec
+	// Gauges learned from a cycle are vectors without labels so that they
+	// stay absent until known: a 0 would read as "expired in 1970" and fire
+	// alerts, and a pushed 0 would overwrite what an earlier run learned.
+	lastSuccess    *prometheus.GaugeVec
 	tokenExpiry    *prometheus.GaugeVec
 	tokenRenewal   *prometheus.GaugeVec
 	apiTokenExpiry *prometheus.GaugeVec
-	managedTokens  prometheus.Gauge
+	managedTokens  *prometheus.GaugeVec
 	leader         prometheus.Gauge
 	targetSynced   *prometheus.GaugeVec
 	cycleDuration  prometheus.Histogram
@@ -48,18 +49,18 @@ func New(version, goVersion string, renewBefore time.Duration) *Metrics {
 		errors: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "rotator_errors_total", Help: "Failures by stage: observe, create, verify, write, patch, revoke.",
 		}, []string{"stage"}),
-		lastSuccess: prometheus.NewGauge(prometheus.GaugeOpts{
+		lastSuccess: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Name: "rotator_last_success_timestamp_seconds", Help: "End of the last successful cycle, Unix seconds.",
-		}),
+		}, nil),
 		tokenExpiry: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Name: "rotator_token_expiry_timestamp_seconds", Help: "Expiry of the current deploy token, Unix seconds.",
 		}, nil),
 		tokenRenewal: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Name: "rotator_token_renewal_timestamp_seconds", Help: "When the current deploy token will be rotated, Unix seconds.",
 		}, nil),
-		managedTokens: prometheus.NewGauge(prometheus.GaugeOpts{
+		managedTokens: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Name: "rotator_managed_tokens", Help: "Active managed deploy tokens in GitLab (1 when healthy).",
-		}),
+		}, nil),
 		targetSynced: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Name: "rotator_target_synced", Help: "1 when the target Secret holds the current token and all its ServiceAccounts list it.",
 		}, []string{"namespace", "secret"}),
@@ -111,7 +112,7 @@ func (m *Metrics) ObserveCycle(rep rotation.Report) {
 		m.cycles.WithLabelValues("failure").Inc()
 	} else {
 		m.cycles.WithLabelValues("success").Inc()
-		m.lastSuccess.Set(float64(rep.Started.Add(rep.Duration).Unix()))
+		m.lastSuccess.WithLabelValues().Set(float64(rep.Started.Add(rep.Duration).Unix()))
 	}
 	if rep.Plan.Rotation != nil && rep.Applied {
 		if rep.Outcome.Created != nil && rep.Outcome.Written > 0 && len(rep.Outcome.FailedTargets) == 0 {
@@ -127,7 +128,7 @@ func (m *Metrics) ObserveCycle(rep rotation.Report) {
 		m.tokenExpiry.WithLabelValues().Set(float64(cur.ExpiresAt.Unix()))
 		m.tokenRenewal.WithLabelValues().Set(float64(schedule.RenewalTime(*cur.ExpiresAt, m.renewBefore).Unix()))
 	}
-	m.managedTokens.Set(float64(rep.ActiveManagedTokens()))
+	m.managedTokens.WithLabelValues().Set(float64(rep.ActiveManagedTokens()))
 	m.targetSynced.Reset()
 	for key, ok := range rep.TargetsSynced() {
 		ns, secret, _ := strings.Cut(key, "/")

@@ -36,9 +36,10 @@ rotator_build_info{goversion="go1.26",version="v1"} 1
 	}
 }
 
-func TestExpiryAbsentUntilKnown(t *testing.T) {
+func TestLearnedGaugesAbsentUntilKnown(t *testing.T) {
 	m := New("v1", "go1.26", time.Hour)
-	n, err := testutil.GatherAndCount(m.Registry(), "rotator_token_expiry_timestamp_seconds", "rotator_gitlab_api_token_expiry_timestamp_seconds")
+	n, err := testutil.GatherAndCount(m.Registry(), "rotator_token_expiry_timestamp_seconds", "rotator_token_renewal_timestamp_seconds",
+		"rotator_gitlab_api_token_expiry_timestamp_seconds", "rotator_last_success_timestamp_seconds", "rotator_managed_tokens")
 	if err != nil || n != 0 {
 		t.Fatalf("%d expiry series before anything is known (%v)", n, err)
 	}
@@ -68,10 +69,10 @@ func TestObserveCycle(t *testing.T) {
 		"rotator_cycles_total_failure":            testutil.ToFloat64(m.cycles.WithLabelValues("failure")),
 		"rotator_rotations_total_success":         testutil.ToFloat64(m.rotations.WithLabelValues("success")),
 		"rotator_errors_total_observe":            testutil.ToFloat64(m.errors.WithLabelValues("observe")),
-		"rotator_last_success_timestamp_seconds":  testutil.ToFloat64(m.lastSuccess),
+		"rotator_last_success_timestamp_seconds":  testutil.ToFloat64(m.lastSuccess.WithLabelValues()),
 		"rotator_token_expiry_timestamp_seconds":  testutil.ToFloat64(m.tokenExpiry.WithLabelValues()),
 		"rotator_token_renewal_timestamp_seconds": testutil.ToFloat64(m.tokenRenewal.WithLabelValues()),
-		"rotator_managed_tokens":                  testutil.ToFloat64(m.managedTokens),
+		"rotator_managed_tokens":                  testutil.ToFloat64(m.managedTokens.WithLabelValues()),
 		"rotator_target_synced_default_gitlab":    testutil.ToFloat64(m.targetSynced.WithLabelValues("default", "gitlab")),
 	}
 	want := map[string]float64{
@@ -105,7 +106,7 @@ func TestObserveFailureKeepsLastKnownGauges(t *testing.T) {
 		Outcome: rotation.Outcome{Errors: []rotation.StageError{{Stage: rotation.StageObserve, Err: errors.New("500")}}}}
 	down.Err = down.Outcome.Err()
 	m.ObserveCycle(down)
-	if v := testutil.ToFloat64(m.managedTokens); v != 1 {
+	if v := testutil.ToFloat64(m.managedTokens.WithLabelValues()); v != 1 {
 		t.Errorf("managed tokens = %v after a failed observe, want the last known 1", v)
 	}
 	if v := testutil.ToFloat64(m.targetSynced.WithLabelValues("ns", "gitlab")); v != 1 {

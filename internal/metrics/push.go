@@ -1,0 +1,50 @@
+package metrics
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"strings"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/push"
+	dto "github.com/prometheus/client_model/go"
+)
+
+// PushJob is the Pushgateway job that run-once pushes under. Alert rules
+// select it by this name, so it is fixed.
+const PushJob = "rotator-run-once"
+
+// Push sends one run-once cycle's rotator_* metrics to a Pushgateway, which
+// keeps them for Prometheus between runs. After a success the run's metrics
+// replace the whole group. After a failure they replace only the metrics
+// this run learned: gauges it could not learn are absent from the registry,
+// so what earlier runs pushed (the last success, the token's expiry) stands.
+// rotator_leader is not pushed: a finished run leads nothing.
+func (m *Metrics) Push(ctx context.Context, client *http.Client, url string, success bool) error {
+	pusher := push.New(url, PushJob).Client(client).Gatherer(prometheus.GathererFunc(m.gatherPushable))
+	var err error
+	if success {
+		err = pusher.PushContext(ctx)
+	} else {
+		err = pusher.AddContext(ctx)
+	}
+	if err != nil {
+		return fmt.Errorf("push metrics to the Pushgateway: %w", err)
+	}
+	return nil
+}
+
+func (m *Metrics) gatherPushable() ([]*dto.MetricFamily, error) {
+	all, err := m.registry.Gather()
+	if err != nil {
+		return nil, err
+	}
+	var out []*dto.MetricFamily
+	for _, mf := range all {
+		if name := mf.GetName(); strings.HasPrefix(name, "rotator_") && name != "rotator_leader" {
+			out = append(out, mf)
+		}
+	}
+	return out, nil
+}
