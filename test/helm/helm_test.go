@@ -263,6 +263,12 @@ func TestChartMatchesKustomize(t *testing.T) {
 					same(t, id, hobj, kobj, "spec", "minAvailable")
 				case "ServiceMonitor":
 					same(t, id, hobj, kobj, "spec", "endpoints")
+					same(t, id, hobj, kobj, "spec", "namespaceSelector")
+					// The daemon's selects the rotator's pods (checked
+					// below); the Pushgateway's someone else's Service.
+					if strings.HasSuffix(id.Name, "-pushgateway") {
+						same(t, id, hobj, kobj, "spec", "selector")
+					}
 				}
 			}
 			// Both select the rotator's pods; the chart adds the

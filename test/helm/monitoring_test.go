@@ -8,6 +8,7 @@ import (
 	"strings"
 	"testing"
 
+	batchv1 "k8s.io/api/batch/v1"
 	"sigs.k8s.io/yaml"
 )
 
@@ -124,12 +125,29 @@ func TestChartMonitoringTemplates(t *testing.T) {
 		t.Errorf("%d queries point at my-prom, want one for each of the 5 alerts", queries)
 	}
 
-	// The CronJob exports no metrics: no PrometheusRule to alert on them.
+	// The CronJob pushes to a Pushgateway; the same rules alert on it.
 	cron := helmObjects(t, with(t, "testdata/cronjob.yaml", map[string]any{
 		"prometheusRule": map[string]any{"enabled": true},
 	}))
-	if n := len(cron.ofKind("PrometheusRule")); n != 0 {
-		t.Errorf("mode cronjob rendered %d PrometheusRules", n)
+	if n := len(cron.ofKind("PrometheusRule")); n != 1 {
+		t.Errorf("mode cronjob rendered %d PrometheusRules, want 1", n)
+	}
+	const defaultPushgateway = "http://prometheus-pushgateway.monitoring.svc:9091"
+	if got := cronJobEnv(t, cron)["ROTATOR_PUSHGATEWAY"]; got != defaultPushgateway {
+		t.Errorf("mode cronjob: ROTATOR_PUSHGATEWAY %q, want %q", got, defaultPushgateway)
+	}
+	if n := len(cron.ofKind("ServiceMonitor")); n != 1 {
+		t.Errorf("mode cronjob rendered %d ServiceMonitors, want 1 for the Pushgateway", n)
+	}
+	// Without a Pushgateway there is nothing to push to or scrape.
+	quiet := helmObjects(t, with(t, "testdata/cronjob.yaml", map[string]any{
+		"cronjob": map[string]any{"pushgateway": map[string]any{"url": ""}},
+	}))
+	if _, ok := cronJobEnv(t, quiet)["ROTATOR_PUSHGATEWAY"]; ok {
+		t.Error("cronjob.pushgateway.url empty, but ROTATOR_PUSHGATEWAY is set")
+	}
+	if n := len(quiet.ofKind("ServiceMonitor")); n != 0 {
+		t.Errorf("cronjob.pushgateway.url empty, but %d ServiceMonitors rendered", n)
 	}
 
 	_, err = renderChart(loadChart(t, chartDir), with(t, "testdata/daemon.yaml", map[string]any{
@@ -138,4 +156,28 @@ func TestChartMonitoringTemplates(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), "grafana.alerts.datasourceUid is required") {
 		t.Errorf("empty datasourceUid: %v", err)
 	}
+}
+
+// cronJobEnv is the rotator container's env in the one rendered CronJob.
+func cronJobEnv(t *testing.T, objs objects) map[string]string {
+	t.Helper()
+	keys := objs.ofKind("CronJob")
+	if len(keys) != 1 {
+		t.Fatalf("%d CronJobs rendered, want 1", len(keys))
+	}
+	var cj batchv1.CronJob
+	raw, err := json.Marshal(objs[keys[0]])
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := json.Unmarshal(raw, &cj); err != nil {
+		t.Fatal(err)
+	}
+	env := map[string]string{}
+	for _, c := range cj.Spec.JobTemplate.Spec.Template.Spec.Containers {
+		for _, e := range c.Env {
+			env[e.Name] = e.Value
+		}
+	}
+	return env
 }

@@ -202,6 +202,10 @@ containers:
     env:
       - name: ROTATOR_LEASE_NAMESPACE
         valueFrom: {fieldRef: {fieldPath: metadata.namespace}}
+      {{- if and (not .daemon) $r.Values.cronjob.pushgateway.url }}
+      - name: ROTATOR_PUSHGATEWAY
+        value: {{ $r.Values.cronjob.pushgateway.url | quote }}
+      {{- end }}
     {{- if .daemon }}
     ports:
       - {name: metrics, containerPort: 8080}
