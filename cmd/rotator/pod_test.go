@@ -399,6 +399,7 @@ func TestShippedPodsRun(t *testing.T) {
 		t.Fatal("the audit log has no request of the pods")
 	}
 	t.Logf("%d requests to the target namespaces, all as %s", n, want)
+	assertNeverForbidden(t, want)
 }
 
 func lastLine(s string) string {

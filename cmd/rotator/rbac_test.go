@@ -61,6 +61,15 @@ func TestLeastPrivilegeRBAC(t *testing.T) {
 		return err == nil
 	})
 
+	// run-once hands its run to the daemon through the request Lease.
+	if out := w.mustRun("run-once", "--force"); !strings.Contains(out, "(run by daemon") {
+		t.Fatalf("run-once --force next to a daemon, as the rotator: %s", out)
+	}
+	w.assertConverged()
+	// Nothing the rotator did so far was refused, not even a watch or an
+	// Event whose failure it only logs.
+	assertNeverForbidden(t, "system:serviceaccount:"+home+":rotator")
+
 	// And no more: other Secrets, and Secrets outside the targets, stay out
 	// of reach.
 	other := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: ns0, Name: "database"}, StringData: map[string]string{"password": "x"}}
@@ -88,6 +97,27 @@ func TestLeastPrivilegeRBAC(t *testing.T) {
 		buf.WriteString(c.what + ": forbidden\n")
 	}
 	t.Logf("with deploy/base/rbac.yaml only: run-once, rotation, status, daemon and a repair succeed;\n%s", buf.String())
+}
+
+// assertNeverForbidden fails the test if the API server answered any
+// request of the rotator, made as user, with 403.
+func assertNeverForbidden(t *testing.T, user string) {
+	t.Helper()
+	reqs, err := cluster.Requests("rotator")
+	must(t, err)
+	n := 0
+	for _, r := range reqs {
+		if r.User.Username != user && r.ImpersonatedUser.Username != user {
+			continue
+		}
+		n++
+		if r.ResponseStatus.Code == 403 {
+			t.Errorf("as %s: %s %s %s/%s was forbidden", user, r.Verb, r.ObjectRef.Resource, r.ObjectRef.Namespace, r.ObjectRef.Name)
+		}
+	}
+	if n == 0 {
+		t.Fatalf("the audit log has no request of the rotator as %s", user)
+	}
 }
 
 // applyRBAC creates the Roles, RoleBindings, ClusterRoles and

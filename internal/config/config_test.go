@@ -429,6 +429,8 @@ func TestBadInput(t *testing.T) {
 	writeFile(t, empty, "\n")
 	spaced := filepath.Join(f.dir, "token-spaced")
 	writeFile(t, spaced, tokenValue+"\n\n")
+	placeholder := filepath.Join(f.dir, "token-placeholder")
+	writeFile(t, placeholder, "REPLACE-ME\n")
 	unreadable := filepath.Join(f.dir, "token-000")
 	writeFile(t, unreadable, tokenValue)
 	if err := os.Chmod(unreadable, 0); err != nil {
@@ -477,6 +479,7 @@ func TestBadInput(t *testing.T) {
 		{name: "unreadable token file (mode 000)", edits: []edit{{"gitlab.tokenFile", unreadable}}, needRoot: true, field: "gitlab.tokenFile", want: "permission denied"},
 		{name: "unreadable token file (directory)", edits: []edit{{"gitlab.tokenFile", f.dir}}, field: "gitlab.tokenFile", want: "is a directory"},
 		{name: "token file with CRLF", edits: []edit{{"gitlab.tokenFile", crlf}}, field: "gitlab.tokenFile", want: "contains a carriage return (CRLF line ending?)"},
+		{name: "token file with the manifests' placeholder", edits: []edit{{"gitlab.tokenFile", placeholder}}, field: "gitlab.tokenFile", want: "placeholder REPLACE-ME"},
 		{name: "token file with two newlines", edits: []edit{{"gitlab.tokenFile", spaced}}, field: "gitlab.tokenFile", want: "whitespace"},
 		{name: "invalid namespace", edits: []edit{{"targets", []any{map[string]any{"namespace": "Bad_NS"}}}}, field: "targets[0].namespace", want: "not a valid namespace name"},
 		{name: "invalid namespace from env", env: map[string]string{"ROTATOR_NAMESPACES": "ok,-bad"}, field: "targets[1].namespace", want: "(set by ROTATOR_NAMESPACES)"},

@@ -526,6 +526,9 @@ func (c *Config) validateLog() error {
 // readToken reads the API token. One trailing newline is allowed because
 // editors and `echo` add it; anything else that is not printable ASCII would
 // end up in an HTTP header and fail there in a way much harder to trace.
+// placeholderToken is what deploy/base ships in the token Secret.
+const placeholderToken = "REPLACE-ME"
+
 func (c *Config) readToken() error {
 	const f = "gitlab.tokenFile"
 	path := c.GitLab.TokenFile
@@ -537,6 +540,8 @@ func (c *Config) readToken() error {
 	switch {
 	case s == "":
 		return c.invalidf(f, "token file %s: is empty", path)
+	case s == placeholderToken:
+		return c.invalidf(f, "token file %s: holds the manifests' placeholder %s; put the rotator's GitLab token in the rotator-gitlab-token Secret (docs/operations.md)", path, placeholderToken)
 	case strings.Contains(s, "\r"):
 		return c.invalidf(f, "token file %s: contains a carriage return (CRLF line ending?)", path)
 	}

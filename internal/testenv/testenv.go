@@ -133,6 +133,10 @@ type AuditEvent struct {
 	User      struct {
 		Username string `json:"username"`
 	} `json:"user"`
+	// ImpersonatedUser is who the request acted as, when impersonating.
+	ImpersonatedUser struct {
+		Username string `json:"username"`
+	} `json:"impersonatedUser"`
 	ObjectRef struct {
 		Resource  string `json:"resource"`
 		Namespace string `json:"namespace"`

@@ -95,8 +95,26 @@ func TestVariantsRender(t *testing.T) {
 		t.Fatal("no memory limit")
 	}
 
+	if g := field(t, d, "Deployment", "spec", "template", "spec", "terminationGracePeriodSeconds"); g == nil || g.(int) < 300 {
+		t.Errorf("terminationGracePeriodSeconds = %v; a cycle in flight at SIGTERM may take 5 minutes", g)
+	}
+	podLabels := asStrings(field(t, d, "Deployment", "spec", "template", "metadata", "labels"))
+	for _, sel := range []struct{ kind, what string }{{"Deployment", "its pods"}, {"PodDisruptionBudget", "the rotator's pods"}} {
+		if m := asStrings(field(t, d, sel.kind, "spec", "selector", "matchLabels")); !selects(m, podLabels) {
+			t.Errorf("%s selector %v does not select %s %v", sel.kind, m, sel.what, podLabels)
+		}
+	}
+	if m := asStrings(field(t, d, "Service", "spec", "selector")); !selects(m, podLabels) {
+		t.Errorf("Service selector %v does not select the rotator's pods %v", m, podLabels)
+	}
+	serviceLabels := asStrings(field(t, d, "Service", "metadata", "labels"))
+	if m := asStrings(field(t, d, "ServiceMonitor", "spec", "selector", "matchLabels")); !selects(m, serviceLabels) {
+		t.Errorf("ServiceMonitor selector %v does not select the Service's labels %v", m, serviceLabels)
+	}
+	assertHardened(t, "Deployment", field(t, d, "Deployment", "spec", "template", "spec"))
+
 	c := render(t, "../../deploy/cronjob")
-	want = map[string]int{"CronJob": 1}
+	want = map[string]int{"CronJob": 1, "ServiceMonitor": 1}
 	for k, v := range common {
 		want[k] = v
 	}
@@ -109,6 +127,23 @@ func TestVariantsRender(t *testing.T) {
 	jobContainer := []string{"spec", "jobTemplate", "spec", "template", "spec", "containers"}
 	if args := field(t, c, "CronJob", append(jobContainer, "args")...).([]any); args[0] != "run-once" {
 		t.Fatalf("cronjob args = %v", args)
+	}
+	assertHardened(t, "CronJob", field(t, c, "CronJob", "spec", "jobTemplate", "spec", "template", "spec"))
+	// The runs push to the Pushgateway the ServiceMonitor scrapes, keeping
+	// the pushed job label the alert rules select on.
+	pushgateway := ""
+	for _, e := range field(t, c, "CronJob", append(jobContainer, "env")...).([]any) {
+		if e := e.(map[string]any); e["name"] == "ROTATOR_PUSHGATEWAY" {
+			pushgateway, _ = e["value"].(string)
+		}
+	}
+	smNamespaces := field(t, c, "ServiceMonitor", "spec", "namespaceSelector", "matchNames").([]any)
+	if len(smNamespaces) != 1 || !strings.Contains(pushgateway, "."+smNamespaces[0].(string)+".svc") {
+		t.Errorf("ROTATOR_PUSHGATEWAY %q is not in the namespace the ServiceMonitor scrapes (%v)", pushgateway, smNamespaces)
+	}
+	endpoint := field(t, c, "ServiceMonitor", "spec", "endpoints").([]any)[0].(map[string]any)
+	if endpoint["honorLabels"] != true {
+		t.Error("the Pushgateway's ServiceMonitor must honor labels, or job rotator-run-once arrives as exported_job")
 	}
 	// Per-target Roles stay in the target namespaces; only the Lease Role
 	// lives with the rotator.
@@ -211,6 +246,59 @@ func TestNamespaceSelectorComponent(t *testing.T) {
 		clusterScoped := map[string]bool{"Namespace": true, "ClusterRole": true, "ClusterRoleBinding": true}[r.GetKind()]
 		if ns := r.GetNamespace(); clusterScoped != (ns == "") {
 			t.Errorf("%s/%s has namespace %q", r.GetKind(), r.GetName(), ns)
+		}
+	}
+}
+
+func asStrings(v any) map[string]string {
+	out := map[string]string{}
+	m, _ := v.(map[string]any)
+	for k, x := range m {
+		out[k], _ = x.(string)
+	}
+	return out
+}
+
+// selects is label-selector matching: every key of sel has its value in labels.
+func selects(sel, labels map[string]string) bool {
+	if len(sel) == 0 {
+		return false // an empty selector here is a mistake, not "everything"
+	}
+	for k, v := range sel {
+		if labels[k] != v {
+			return false
+		}
+	}
+	return true
+}
+
+// assertHardened checks the pod and container security settings of the
+// restricted Pod Security Standard, plus a read-only root.
+func assertHardened(t *testing.T, kind string, podSpec any) {
+	t.Helper()
+	spec := podSpec.(map[string]any)
+	psc, _ := spec["securityContext"].(map[string]any)
+	if psc["runAsNonRoot"] != true {
+		t.Errorf("%s: pod runAsNonRoot = %v", kind, psc["runAsNonRoot"])
+	}
+	if sp, _ := psc["seccompProfile"].(map[string]any); sp["type"] != "RuntimeDefault" {
+		t.Errorf("%s: pod seccompProfile = %v, want RuntimeDefault", kind, psc["seccompProfile"])
+	}
+	for _, c := range spec["containers"].([]any) {
+		c := c.(map[string]any)
+		sc, _ := c["securityContext"].(map[string]any)
+		if sc["allowPrivilegeEscalation"] != false {
+			t.Errorf("%s %s: allowPrivilegeEscalation = %v, want false", kind, c["name"], sc["allowPrivilegeEscalation"])
+		}
+		if sc["readOnlyRootFilesystem"] != true {
+			t.Errorf("%s %s: readOnlyRootFilesystem = %v", kind, c["name"], sc["readOnlyRootFilesystem"])
+		}
+		caps, _ := sc["capabilities"].(map[string]any)
+		if drop, _ := caps["drop"].([]any); len(drop) != 1 || drop[0] != "ALL" {
+			t.Errorf("%s %s: capabilities.drop = %v, want [ALL]", kind, c["name"], caps["drop"])
+		}
+		if add := caps["add"]; add != nil {
+			t.Errorf("%s %s: capabilities.add = %v, want none", kind, c["name"], add)
 		}
 	}
 }

@@ -273,15 +273,36 @@ func TestChartMatchesKustomize(t *testing.T) {
 			}
 			// Both select the rotator's pods; the chart adds the
 			// release to the selector, as Helm charts do.
+			// The Service, its ServiceMonitor and the PodDisruptionBudget
+			// find them in turn.
 			if id := (key{"Deployment", namespace, "rotator"}); h[id] != nil {
-				var sel map[string]string
-				into(t, h[id], &sel, "spec", "selector", "matchLabels")
-				var labels map[string]string
-				into(t, h[id], &labels, "spec", "template", "metadata", "labels")
-				for k, v := range sel {
-					if labels[k] != v {
-						t.Errorf("Deployment selector %v does not match its pod labels %v", sel, labels)
+				var pods, svcLabels map[string]string
+				into(t, h[id], &pods, "spec", "template", "metadata", "labels")
+				selectorSelects := func(what string, obj map[string]any, labels map[string]string, path ...string) {
+					t.Helper()
+					var sel map[string]string
+					into(t, obj, &sel, path...)
+					if len(sel) == 0 {
+						t.Errorf("%s has an empty selector", what)
 					}
+					for k, v := range sel {
+						if labels[k] != v {
+							t.Errorf("%s selector %v does not match %v", what, sel, labels)
+						}
+					}
+				}
+				selectorSelects("Deployment", h[id], pods, "spec", "selector", "matchLabels")
+				if svc := h[key{"Service", namespace, "rotator-metrics"}]; svc != nil {
+					selectorSelects("Service", svc, pods, "spec", "selector")
+					into(t, svc, &svcLabels, "metadata", "labels")
+				} else {
+					t.Error("no Service rotator-metrics beside the Deployment")
+				}
+				if sm := h[key{"ServiceMonitor", namespace, "rotator"}]; sm != nil {
+					selectorSelects("ServiceMonitor", sm, svcLabels, "spec", "selector", "matchLabels")
+				}
+				if pdb := h[key{"PodDisruptionBudget", namespace, "rotator"}]; pdb != nil {
+					selectorSelects("PodDisruptionBudget", pdb, pods, "spec", "selector", "matchLabels")
 				}
 			}
 		})

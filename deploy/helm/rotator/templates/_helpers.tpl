@@ -180,7 +180,10 @@ The rotator container and pod settings both modes share. Call with a dict:
 {{- define "rotator.podSpec" -}}
 {{- $r := .root -}}
 serviceAccountName: {{ include "rotator.serviceAccountName" $r }}
-{{- if not .daemon }}
+{{- if .daemon }}
+{{- /* SIGTERM lets the cycle in flight (at most 5 minutes) finish. */}}
+terminationGracePeriodSeconds: 330
+{{- else }}
 restartPolicy: Never
 {{- end }}
 {{- with $r.Values.imagePullSecrets }}
