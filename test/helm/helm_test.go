@@ -10,6 +10,7 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
+	"slices"
 	"sort"
 	"strings"
 	"testing"
@@ -478,15 +479,6 @@ func TestRBACFollowsConfig(t *testing.T) {
 		into(t, h.get(t, "Role", ns, name), &r, "rules")
 		return r
 	}
-	names := func(rs []rbacv1.PolicyRule, resource string) []string {
-		var out []string
-		for _, r := range rs {
-			if r.Resources[0] == resource && len(r.ResourceNames) > 0 {
-				out = append(out, r.ResourceNames...)
-			}
-		}
-		return out
-	}
 	a := rules("a", "rotator")
 	if got := names(a, "secrets"); !reflect.DeepEqual(got, []string{"pull", "pull-2"}) {
 		t.Errorf("namespace a secrets = %v", got)
@@ -520,6 +512,68 @@ func TestRBACFollowsConfig(t *testing.T) {
 		t.Errorf("ClusterRole rotator-targets secrets = %v", got)
 	}
 	sel.get(t, "ClusterRole", "", "rotator-namespaces")
+
+	// serviceAccounts: null is unset to the rotator, so RBAC must cover
+	// the defaults it will patch.
+	null := helmObjects(t, with(t, "testdata/daemon.yaml", map[string]any{
+		"targets": []any{map[string]any{"namespace": "a", "serviceAccounts": nil}},
+	}))
+	var nr []rbacv1.PolicyRule
+	into(t, null.get(t, "Role", "a", "rotator"), &nr, "rules")
+	if got := names(nr, "serviceaccounts"); !reflect.DeepEqual(got, []string{"default", "agones-sdk"}) {
+		t.Errorf("target serviceAccounts: null, Role a grants serviceaccounts %v, want the defaults", got)
+	}
+}
+
+// names lists the resourceNames that rules grant on resource.
+func names(rs []rbacv1.PolicyRule, resource string) []string {
+	var out []string
+	for _, r := range rs {
+		if r.Resources[0] == resource && len(r.ResourceNames) > 0 {
+			out = append(out, r.ResourceNames...)
+		}
+	}
+	return out
+}
+
+// Values that would render a workload the rotator cannot run, or put a
+// token in a ConfigMap, are refused with the value's name.
+func TestChartRefusesValuesItCannotHonour(t *testing.T) {
+	cases := []struct {
+		name   string
+		values map[string]any
+		want   string
+	}{
+		{"listen port the probes do not use", map[string]any{"config": map[string]any{"daemon": map[string]any{"listen": ":9090"}}}, "config.daemon.listen"},
+		{"replicas without leader election", map[string]any{"config": map[string]any{"daemon": map[string]any{"leaderElection": false}}}, "config.daemon.leaderElection"},
+		{"a token under config.gitlab", map[string]any{"config": map[string]any{"gitlab": map[string]any{"token": "glpat-x"}}}, "config.gitlab.token"},
+	}
+	for _, c := range cases {
+		_, err := renderChart(loadChart(t, chartDir), with(t, "testdata/daemon.yaml", c.values))
+		if err == nil || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("%s: %v, want an error naming %s", c.name, err, c.want)
+		}
+		if err != nil && strings.Contains(err.Error(), "glpat-x") {
+			t.Errorf("%s: the error repeats the token", c.name)
+		}
+	}
+	// The same settings that fit are accepted.
+	helmObjects(t, with(t, "testdata/daemon.yaml", map[string]any{
+		"replicas": 1,
+		"config":   map[string]any{"daemon": map[string]any{"listen": ":8080", "leaderElection": false}, "gitlab": map[string]any{"timeout": "10s"}},
+	}))
+	// A second release in the namespace gets its own Lease.
+	other := helmObjects(t, with(t, "testdata/daemon.yaml", map[string]any{"fullnameOverride": "team-b-rotator"}))
+	var cm map[string]string
+	into(t, other.get(t, "ConfigMap", "rotator-system", "team-b-rotator-config"), &cm, "data")
+	if !strings.Contains(cm["config.yaml"], "leaseName: team-b-rotator") {
+		t.Errorf("fullnameOverride team-b-rotator, config:\n%s", cm["config.yaml"])
+	}
+	var lr []rbacv1.PolicyRule
+	into(t, other.get(t, "Role", "rotator-system", "team-b-rotator-lease"), &lr, "rules")
+	if got := names(lr, "leases"); !slices.Contains(got, "team-b-rotator") || slices.Contains(got, "rotator") {
+		t.Errorf("Lease Role of team-b-rotator names %v", got)
+	}
 }
 
 func TestModesAndServiceMonitor(t *testing.T) {

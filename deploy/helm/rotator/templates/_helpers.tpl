@@ -69,6 +69,23 @@ values it has the same content as deploy/base/config.yaml.
 {{- if dig "gitlab" "tokenFile" "" .Values.config }}
 {{- fail "config.gitlab.tokenFile: the chart sets it to the mounted token; use gitlabToken" }}
 {{- end }}
+{{- /* Anything else under config.gitlab would land in a ConfigMap in clear
+text, including a token pasted in the wrong place. */}}
+{{- range $k, $_ := (get .Values.config "gitlab" | default dict) }}
+{{- if not (has $k (list "url" "project" "group" "registryHost" "caFile" "timeout" "allowInsecureHTTP")) }}
+{{- fail (printf "config.gitlab.%s: not a setting the chart passes on (the API token goes in gitlabToken)" $k) }}
+{{- end }}
+{{- end }}
+{{- if eq .Values.mode "daemon" }}
+{{- with dig "daemon" "listen" "" .Values.config }}
+{{- if not (hasSuffix ":8080" .) }}
+{{- fail (printf "config.daemon.listen: %q; the chart's container port, probes and Service use 8080" .) }}
+{{- end }}
+{{- end }}
+{{- if and (eq (toString (dig "daemon" "leaderElection" true .Values.config)) "false") (gt (int .Values.replicas) 1) }}
+{{- fail "config.daemon.leaderElection: false with replicas > 1 would let every replica act; set replicas: 1" }}
+{{- end }}
+{{- end }}
 {{- $gitlab := dict "url" .Values.gitlab.url "tokenFile" (printf "%s/%s" (include "rotator.tokenDir" .) .Values.gitlabToken.key) }}
 {{- range $k := list "project" "group" "registryHost" }}
 {{- with get $.Values.gitlab $k }}
@@ -91,6 +108,11 @@ values it has the same content as deploy/base/config.yaml.
 {{- if kindIs "slice" .Values.serviceAccounts }}
 {{- $_ := set $c "serviceAccounts" .Values.serviceAccounts }}
 {{- end }}
+{{- /* Two releases in one namespace get a Lease each. */}}
+{{- $fullname := include "rotator.fullname" . }}
+{{- if ne $fullname "rotator" }}
+{{- $_ := set $c "daemon" (dict "leaseName" $fullname) }}
+{{- end }}
 {{- $c = mergeOverwrite $c (deepCopy .Values.config) }}
 {{- toYaml $c }}
 {{- end }}
@@ -104,8 +126,9 @@ the ClusterRole), and the Lease name. As YAML.
 {{- $cfg := include "rotator.config" . | fromYaml }}
 {{- $defSecret := get $cfg "secretName" | default "gitlab" }}
 {{- $defSAs := list "default" "agones-sdk" }}
-{{- if hasKey $cfg "serviceAccounts" }}
-{{- $defSAs = $cfg.serviceAccounts | default list }}
+{{- /* null means unset to the rotator, as it does here. */}}
+{{- if kindIs "slice" (get $cfg "serviceAccounts") }}
+{{- $defSAs = $cfg.serviceAccounts }}
 {{- end }}
 {{- $ns := dict }}
 {{- $sel := dict "secrets" list "serviceAccounts" list }}
@@ -116,8 +139,8 @@ the ClusterRole), and the Lease name. As YAML.
 {{- range $i, $t := $cfg.targets }}
 {{- $secret := get $t "secretName" | default $defSecret }}
 {{- $sas := $defSAs }}
-{{- if hasKey $t "serviceAccounts" }}
-{{- $sas = $t.serviceAccounts | default list }}
+{{- if kindIs "slice" (get $t "serviceAccounts") }}
+{{- $sas = $t.serviceAccounts }}
 {{- end }}
 {{- $e := $sel }}
 {{- $name := get $t "namespace" }}
