@@ -4,6 +4,9 @@ package deploy
 
 import (
 	"encoding/json"
+	"io/fs"
+	"os"
+	"path/filepath"
 	"reflect"
 	"strings"
 	"testing"
@@ -300,5 +303,91 @@ func assertHardened(t *testing.T, kind string, podSpec any) {
 		if add := caps["add"]; add != nil {
 			t.Errorf("%s %s: capabilities.add = %v, want none", kind, c["name"], add)
 		}
+	}
+}
+
+// deployTree copies deploy/ into an in-memory file system at /deploy, so a
+// test can add overlays beside it as a user would.
+func deployTree(t *testing.T) filesys.FileSystem {
+	t.Helper()
+	mem := filesys.MakeFsInMemory()
+	err := filepath.WalkDir("../../deploy", func(path string, d fs.DirEntry, err error) error {
+		if err != nil || d.IsDir() {
+			return err
+		}
+		rel, err := filepath.Rel("../../deploy", path)
+		if err != nil {
+			return err
+		}
+		data, err := os.ReadFile(path)
+		if err != nil {
+			return err
+		}
+		return mem.WriteFile(filepath.Join("/deploy", rel), data)
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return mem
+}
+
+func renderIn(t *testing.T, fsys filesys.FileSystem, dir string) resmap.ResMap {
+	t.Helper()
+	m, err := krusty.MakeKustomizer(krusty.MakeDefaultOptions()).Run(fsys, dir)
+	if err != nil {
+		t.Fatalf("kustomize build %s: %v", dir, err)
+	}
+	return m
+}
+
+// TestNoPrometheusOperatorComponent: on a cluster without the Prometheus
+// Operator's CRDs, the component drops the ServiceMonitors and nothing else.
+func TestNoPrometheusOperatorComponent(t *testing.T) {
+	for _, variant := range []string{"daemon", "cronjob"} {
+		t.Run(variant, func(t *testing.T) {
+			fsys := deployTree(t)
+			overlay := "/deploy/test-" + variant
+			must(t, fsys.WriteFile(overlay+"/kustomization.yaml", []byte(`apiVersion: kustomize.config.k8s.io/v1beta1
+kind: Kustomization
+resources: [../`+variant+`]
+components: [../components/no-prometheus-operator]
+`)))
+			with, without := kinds(renderIn(t, fsys, "/deploy/"+variant)), kinds(renderIn(t, fsys, overlay))
+			if with["ServiceMonitor"] != 1 || without["ServiceMonitor"] != 0 {
+				t.Fatalf("ServiceMonitors: %d in the variant, %d with the component; want 1 and 0", with["ServiceMonitor"], without["ServiceMonitor"])
+			}
+			delete(with, "ServiceMonitor")
+			if !equal(with, without) {
+				t.Fatalf("the component dropped more than the ServiceMonitor: %v, then %v", with, without)
+			}
+		})
+	}
+}
+
+// TestExampleOverlayWhereTheDocsCopyIt: docs/operations.md copies the
+// example overlay to deploy/examples/my-cluster and adds a token file.
+func TestExampleOverlayWhereTheDocsCopyIt(t *testing.T) {
+	fsys := deployTree(t)
+	for _, f := range []string{"kustomization.yaml", "config.yaml"} {
+		data, err := fsys.ReadFile("/deploy/examples/overlay/" + f)
+		must(t, err)
+		must(t, fsys.WriteFile("/deploy/examples/my-cluster/"+f, data))
+	}
+	must(t, fsys.WriteFile("/deploy/examples/my-cluster/token", []byte("glpat-example\n")))
+	m := renderIn(t, fsys, "/deploy/examples/my-cluster")
+	if kinds(m)["Deployment"] != 1 {
+		t.Fatalf("the copied overlay renders %v", kinds(m))
+	}
+	var s corev1.Secret
+	decode(t, m, "Secret", "rotator-system", "rotator-gitlab-token", &s)
+	if string(s.Data["token"]) != "glpat-example\n" {
+		t.Fatal("the copied overlay's Secret does not hold its token file")
+	}
+}
+
+func must(t *testing.T, err error) {
+	t.Helper()
+	if err != nil {
+		t.Fatal(err)
 	}
 }
