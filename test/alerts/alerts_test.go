@@ -302,6 +302,9 @@ func TestGrafanaRulesMatchPrometheusRule(t *testing.T) {
 			if r.Annotations["runbook_url"] != w.Annotations["runbook_url"] || r.Annotations["summary"] == "" || r.Annotations["description"] == "" {
 				t.Errorf("%s: needs the PrometheusRule's runbook_url, a summary and a description", r.Title)
 			}
+			if r.ExecErrState != "Error" {
+				t.Errorf("%s: execErrState %q; a query that fails must alert, not read as all clear", r.Title, r.ExecErrState)
+			}
 			if r.NoDataState != "OK" {
 				t.Errorf("%s: noDataState %q; the query returns nothing while all is well, so it must be OK", r.Title, r.NoDataState)
 			}
