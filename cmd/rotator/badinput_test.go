@@ -21,6 +21,7 @@ func TestBadInputTouchesNothing(t *testing.T) {
 	crlf := file("crlf", w.pat+"\r\n")
 	notCA := file("not-a-ca.pem", "hello\n")
 	typo := file("typo.yaml", "token:\n  renewBefor: 3d\n")
+	placeholder := file("placeholder", "REPLACE-ME\n")
 
 	cases := []struct {
 		name string
@@ -60,6 +61,9 @@ func TestBadInputTouchesNothing(t *testing.T) {
 		{"extra argument", []string{"status", "now"}, nil, "takes no arguments"},
 		{"bad status output", []string{"status", "-o", "yaml"}, nil, "--output"},
 		{"registry host with scheme", []string{"run-once", "--registry-host", "https://registry.example"}, nil, "gitlab.registryHost"},
+		{"Pushgateway URL with a password", []string{"run-once", "--pushgateway", "http://u:hunter2@pgw:9091"}, nil, "runOnce.pushgateway"},
+		{"Pushgateway URL without a scheme", []string{"run-once"}, map[string]string{"ROTATOR_PUSHGATEWAY": "pgw:9091"}, "ROTATOR_PUSHGATEWAY"},
+		{"the manifests' placeholder token", []string{"run-once", "--gitlab-token-file", placeholder}, nil, "placeholder"},
 	}
 	before := len(w.emu.Requests())
 	kube0, err := cluster.Requests("rotator")
@@ -79,6 +83,9 @@ func TestBadInputTouchesNothing(t *testing.T) {
 			}
 			if strings.Contains(msg, "\n") || !strings.Contains(msg, tc.want) {
 				t.Fatalf("want one line naming %q, got %q", tc.want, msg)
+			}
+			if strings.Contains(msg, "hunter2") {
+				t.Fatalf("the error repeats a password: %q", msg)
 			}
 		})
 	}

@@ -168,38 +168,47 @@ func (c *Config) validate() error {
 	return nil
 }
 
-func (c *Config) validateURL() error {
-	const f = "gitlab.url"
-	raw := c.GitLab.URL
+// parseBaseURL checks what every base URL in the config needs: an absolute
+// http(s) URL with a host, and no credentials, query or fragment. example
+// shows the expected shape in messages.
+func (c *Config) parseBaseURL(f, raw, example, noUser string) (*url.URL, error) {
 	u, err := url.Parse(raw)
 	if err != nil {
 		// url.Error repeats the URL, which may hold credentials.
 		if ue, ok := err.(*url.Error); ok {
 			err = ue.Err
 		}
-		return c.invalidf(f, "not a valid URL: %v", err)
+		return nil, c.invalidf(f, "not a valid URL: %v", err)
 	}
 	if u.User != nil {
-		return c.invalid(f, "must not contain a user or password; the API token is read from gitlab.tokenFile")
+		return nil, c.invalid(f, "must not contain a user or password; "+noUser)
 	}
-	scheme := strings.ToLower(u.Scheme)
-	if scheme != "https" && scheme != "http" || u.Opaque != "" {
-		return c.invalidf(f, "must be an absolute http(s) URL such as https://gitlab.example.com, got %q", raw)
+	if scheme := strings.ToLower(u.Scheme); scheme != "https" && scheme != "http" || u.Opaque != "" {
+		return nil, c.invalidf(f, "must be an absolute http(s) URL such as %s, got %q", example, raw)
 	}
 	if u.Host == "" || u.Hostname() == "" {
-		return c.invalidf(f, "has no host, got %q", raw)
-	}
-	if scheme == "http" && !c.GitLab.AllowInsecureHTTP {
-		return c.invalid(f, "http:// would send the API token in clear text; use https, or set gitlab.allowInsecureHTTP for tests")
+		return nil, c.invalidf(f, "has no host, got %q", raw)
 	}
 	if u.RawQuery != "" || u.Fragment != "" || u.ForceQuery {
-		return c.invalidf(f, "must not have a query or fragment, got %q", raw)
+		return nil, c.invalidf(f, "must not have a query or fragment, got %q", raw)
 	}
-	u.Path = strings.TrimRight(u.Path, "/")
+	u.Path, u.RawPath = strings.TrimRight(u.Path, "/"), ""
+	return u, nil
+}
+
+func (c *Config) validateURL() error {
+	const f = "gitlab.url"
+	raw := c.GitLab.URL
+	u, err := c.parseBaseURL(f, raw, "https://gitlab.example.com", "the API token is read from gitlab.tokenFile")
+	if err != nil {
+		return err
+	}
+	if strings.ToLower(u.Scheme) == "http" && !c.GitLab.AllowInsecureHTTP {
+		return c.invalid(f, "http:// would send the API token in clear text; use https, or set gitlab.allowInsecureHTTP for tests")
+	}
 	if strings.HasSuffix(u.Path, "/api/v4") {
 		return c.invalidf(f, "must be the GitLab base URL without /api/v4, got %q", raw)
 	}
-	u.RawPath = ""
 	c.GitLab.URL = u.String()
 	return nil
 }
@@ -210,26 +219,14 @@ func (c *Config) validatePushgateway() error {
 	if raw == "" {
 		return nil
 	}
-	u, err := url.Parse(raw)
+	u, err := c.parseBaseURL(f, raw, "http://prometheus-pushgateway.monitoring.svc:9091", "it would show in logs and status")
 	if err != nil {
-		if ue, ok := err.(*url.Error); ok {
-			err = ue.Err
-		}
-		return c.invalidf(f, "not a valid URL: %v", err)
-	}
-	if u.User != nil {
-		return c.invalid(f, "must not contain a user or password: it would show in logs and status")
-	}
-	if scheme := strings.ToLower(u.Scheme); scheme != "https" && scheme != "http" || u.Opaque != "" || u.Hostname() == "" {
-		return c.invalidf(f, "must be an absolute http(s) URL with a host, such as http://prometheus-pushgateway.monitoring.svc:9091, got %q", raw)
-	}
-	if u.RawQuery != "" || u.Fragment != "" || u.ForceQuery {
-		return c.invalidf(f, "must not have a query or fragment, got %q", raw)
+		return err
 	}
 	if strings.Contains(u.Path, "/metrics") {
 		return c.invalidf(f, "must be the Pushgateway's base URL; the rotator adds /metrics/job/%s itself, got %q", "rotator-run-once", raw)
 	}
-	c.RunOnce.Pushgateway = strings.TrimRight(u.String(), "/")
+	c.RunOnce.Pushgateway = u.String()
 	return nil
 }
 
