@@ -167,20 +167,26 @@ every decision; it exists for tests that move the GitLab emulator's clock.`,
 				return nil
 			}
 			var rep rotation.Report
+			var coordinationErr error // the Lease or the hand-over failed
 			if cfg.Daemon.LeaderElection {
 				ran, err := a.runOnceCoordinated(cmd.Context(), cfg, deps, opts, log)
-				if err != nil || ran == nil {
+				if ran == nil {
 					return err // a daemon ran it, and its own metrics report it
 				}
-				rep = *ran
+				rep, coordinationErr = *ran, err
 			} else {
 				rep = deps.runner.RunOnce(cmd.Context(), opts)
 			}
-			fmt.Fprintln(a.stdout, rep.Summary())
+			if coordinationErr == nil {
+				fmt.Fprintln(a.stdout, rep.Summary())
+			}
 			if cfg.RunOnce.Pushgateway != "" {
 				pushMetrics(cmd.Context(), cfg, deps, rep, log)
 			}
-			if rep.Err != nil {
+			switch {
+			case coordinationErr != nil:
+				return coordinationErr
+			case rep.Err != nil:
 				return failedErr(errors.New("cycle failed"))
 			}
 			return nil

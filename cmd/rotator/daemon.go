@@ -110,18 +110,25 @@ func maxJitter(s cron.Schedule) time.Duration {
 
 // runOnceCoordinated never races a daemon: with a live leader it hands the
 // request over and reports the leader's result as its own (and returns no
-// report); otherwise it holds the Lease for the length of its cycle and
-// returns that cycle's report.
+// report: the daemon's metrics have it); otherwise it holds the Lease for
+// the length of its cycle and returns that cycle's report, or a failed one
+// with the error when the Lease could not be had.
 func (a *app) runOnceCoordinated(ctx context.Context, cfg *config.Config, deps *deps, opts rotation.Options, log *slog.Logger) (*rotation.Report, error) {
 	// Look first, without the Lease: a run with nothing to do must write
 	// nothing at all, not even Lease bookkeeping.
-	if look := deps.runner.RunOnce(ctx, rotation.Options{DryRun: true, Force: opts.Force}); look.Err != nil || look.Plan.Empty() {
+	look := deps.runner.RunOnce(ctx, rotation.Options{DryRun: true, Force: opts.Force})
+	if look.Err != nil || look.Plan.Empty() {
 		return &look, nil
 	}
 	lo := leaseOptions(cfg)
+	// A run that cannot coordinate has failed as surely as a cycle that
+	// could not observe, and its metrics must say so.
+	failed := func(err error) (*rotation.Report, error) {
+		return &rotation.Report{Started: look.Started, Duration: time.Since(look.Started), Err: err}, failedErr(err)
+	}
 	holder, live, err := daemon.LiveLeader(ctx, deps.kube, lo.Namespace, lo.Name, time.Now())
 	if err != nil {
-		return nil, failedErr(err)
+		return failed(err)
 	}
 	if live {
 		log.Info("a daemon holds the lease; handing this run to it", "leader", holder, "force", opts.Force)
@@ -146,7 +153,7 @@ func (a *app) runOnceCoordinated(ctx context.Context, cfg *config.Config, deps *
 		rep = deps.runner.RunOnce(ctx, opts)
 	})
 	if err != nil {
-		return nil, failedErr(err)
+		return failed(err)
 	}
 	return &rep, nil
 }
@@ -168,9 +175,10 @@ func pushMetrics(ctx context.Context, cfg *config.Config, deps *deps, rep rotati
 	pctx, cancel := context.WithTimeout(ctx, cfg.GitLab.Timeout.Std())
 	defer cancel()
 	client := &http.Client{Timeout: cfg.GitLab.Timeout.Std()}
-	if err := m.Push(pctx, client, cfg.RunOnce.Pushgateway, rep.Err == nil); err != nil {
+	instance := cfg.Daemon.LeaseNamespace + "/" + cfg.Daemon.LeaseName
+	if err := m.Push(pctx, client, cfg.RunOnce.Pushgateway, instance, rep.Err == nil); err != nil {
 		log.Error("could not push metrics", "error", err)
 		return
 	}
-	log.Info("pushed metrics", "action", "push-metrics", "pushgateway", cfg.RunOnce.Pushgateway, "job", metrics.PushJob)
+	log.Info("pushed metrics", "action", "push-metrics", "pushgateway", cfg.RunOnce.Pushgateway, "job", metrics.PushJob, "instance", instance)
 }

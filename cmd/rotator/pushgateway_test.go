@@ -1,6 +1,7 @@
 package main
 
 import (
+	"encoding/base64"
 	"fmt"
 	"io"
 	"net/http"
@@ -48,9 +49,11 @@ scrape_configs:
       - targets: [%q]
         labels: {namespace: monitoring, pod: prometheus-pushgateway-0}
 `, pgw))
-	job := map[string]string{"job": "rotator-run-once"}
+	// One group per install, named after its Lease.
+	instance := w.namespaces[0] + "/rotator"
+	job := map[string]string{"job": "rotator-run-once", "instance": instance}
 	with := func(extra ...string) map[string]string {
-		l := map[string]string{"job": "rotator-run-once"}
+		l := map[string]string{"job": "rotator-run-once", "instance": instance}
 		for i := 0; i+1 < len(extra); i += 2 {
 			l[extra[i]] = extra[i+1]
 		}
@@ -133,6 +136,26 @@ scrape_configs:
 	if code != 0 || strings.Count(stderr, "could not push metrics") != 1 {
 		t.Fatalf("unreachable Pushgateway: exit %d, want 0 and one 'could not push metrics' line\n%s", code, stderr)
 	}
+
+	// 5. A run that cannot take the Lease has failed, and says so.
+	code, _, stderr = w.run("run-once", "--force", "--lease-namespace", "no-such-namespace")
+	if code != 1 {
+		t.Fatalf("run-once without its Lease namespace: exit %d, want 1\n%s", code, stderr)
+	}
+	leaseless := map[string]string{"job": "rotator-run-once", "instance": "no-such-namespace/rotator", "result": "failure"}
+	wantSample(t, w.scrapePushgateway(pgw), "rotator_cycles_total", leaseless, 1)
+
+	// 6. Uninstalling deletes the group as docs/operations.md says: the
+	// instance holds a "/", so its URL element is base64url-encoded.
+	group := base64.URLEncoding.EncodeToString([]byte(instance))
+	req, err := http.NewRequest(http.MethodDelete, "http://"+pgw+"/metrics/job/rotator-run-once/instance@base64/"+group, nil)
+	must(t, err)
+	resp, err := http.DefaultClient.Do(req)
+	must(t, err)
+	resp.Body.Close()
+	if _, ok := sample(w.scrapePushgateway(pgw), "push_time_seconds", job); ok || resp.StatusCode != http.StatusAccepted {
+		t.Fatalf("DELETE of the group: %s, and the group is still there: %v", resp.Status, ok)
+	}
 }
 
 // TestRunOnceWithoutPushgatewayPushesNothing: the push is opt-in.
@@ -155,14 +178,16 @@ func lookPathOrFail(t *testing.T, bin, pkg string) string {
 	return path
 }
 
-// startPushgateway runs a Pushgateway on a free loopback port, without
-// persistence, until the test ends, and returns its host:port.
+// startPushgateway runs a Pushgateway on a free loopback port until the
+// test ends, and returns its host:port. Its persistence file is the test's
+// own: Debian's build defaults to one shared file under /var/lib.
 func startPushgateway(t *testing.T, bin string) string {
 	t.Helper()
 	addr := fmt.Sprintf("127.0.0.1:%d", freePort(t))
-	logFile, err := os.Create(filepath.Join(t.TempDir(), "pushgateway.log"))
+	dir := t.TempDir()
+	logFile, err := os.Create(filepath.Join(dir, "pushgateway.log"))
 	must(t, err)
-	cmd := exec.Command(bin, "--web.listen-address="+addr, "--log.level=warn")
+	cmd := exec.Command(bin, "--web.listen-address="+addr, "--persistence.file="+filepath.Join(dir, "pushgateway.data"), "--log.level=warn")
 	cmd.Stdout, cmd.Stderr = logFile, logFile
 	must(t, cmd.Start())
 	exited := make(chan struct{})

@@ -12,7 +12,8 @@ import (
 )
 
 // PushJob is the Pushgateway job that run-once pushes under. Alert rules
-// select it by this name, so it is fixed.
+// select it by this name, so it is fixed. The group's instance label tells
+// installs apart (see Push).
 const PushJob = "rotator-run-once"
 
 // Push sends one run-once cycle's rotator_* metrics to a Pushgateway, which
@@ -20,9 +21,11 @@ const PushJob = "rotator-run-once"
 // replace the whole group. After a failure they replace only the metrics
 // this run learned: gauges it could not learn are absent from the registry,
 // so what earlier runs pushed (the last success, the token's expiry) stands.
-// rotator_leader is not pushed: a finished run leads nothing.
-func (m *Metrics) Push(ctx context.Context, client *http.Client, url string, success bool) error {
-	pusher := push.New(url, PushJob).Client(client).Gatherer(prometheus.GathererFunc(m.gatherPushable))
+// rotator_leader is not pushed: a finished run leads nothing. instance
+// names the install (its Lease, "<namespace>/<name>"), so that two installs
+// sharing a Pushgateway keep a group each.
+func (m *Metrics) Push(ctx context.Context, client *http.Client, url, instance string, success bool) error {
+	pusher := push.New(url, PushJob).Grouping("instance", instance).Client(client).Gatherer(prometheus.GathererFunc(m.gatherPushable))
 	var err error
 	if success {
 		err = pusher.PushContext(ctx)

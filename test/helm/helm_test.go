@@ -545,8 +545,14 @@ func TestChartRefusesValuesItCannotHonour(t *testing.T) {
 		want   string
 	}{
 		{"listen port the probes do not use", map[string]any{"config": map[string]any{"daemon": map[string]any{"listen": ":9090"}}}, "config.daemon.listen"},
+		{"listen on loopback only", map[string]any{"config": map[string]any{"daemon": map[string]any{"listen": "127.0.0.1:8080"}}}, "config.daemon.listen"},
+		{"Pushgateway URL without a scheme", map[string]any{"mode": "cronjob", "cronjob": map[string]any{"pushgateway": map[string]any{"url": "pgw:9091"}}}, "cronjob.pushgateway.url"},
+		{"Pushgateway URL with a password", map[string]any{"mode": "cronjob", "cronjob": map[string]any{"pushgateway": map[string]any{"url": "http://u:glpat-x@pgw:9091"}}}, "cronjob.pushgateway.url"},
 		{"replicas without leader election", map[string]any{"config": map[string]any{"daemon": map[string]any{"leaderElection": false}}}, "config.daemon.leaderElection"},
 		{"a token under config.gitlab", map[string]any{"config": map[string]any{"gitlab": map[string]any{"token": "glpat-x"}}}, "config.gitlab.token"},
+		{"both token sources", map[string]any{"gitlabToken": map[string]any{"value": "glpat-x", "existingSecret": "mine"}}, "not both"},
+		{"config.gitlab null", map[string]any{"config": map[string]any{"gitlab": nil}}, "config.gitlab"},
+		{"a token as config.token", map[string]any{"config": map[string]any{"token": "glpat-x"}}, "config.token: must be a mapping"},
 	}
 	for _, c := range cases {
 		_, err := renderChart(loadChart(t, chartDir), with(t, "testdata/daemon.yaml", c.values))

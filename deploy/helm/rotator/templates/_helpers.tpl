@@ -66,6 +66,11 @@ values it has the same content as deploy/base/config.yaml.
 {{- if not (has .Values.mode (list "daemon" "cronjob")) }}
 {{- fail (printf "mode must be daemon or cronjob, got %q" (toString .Values.mode)) }}
 {{- end }}
+{{- range $k := list "gitlab" "daemon" "token" "verify" "log" }}
+{{- if and (hasKey $.Values.config $k) (not (kindIs "map" (get $.Values.config $k))) }}
+{{- fail (printf "config.%s: must be a mapping of settings, got %s" $k (kindOf (get $.Values.config $k))) }}
+{{- end }}
+{{- end }}
 {{- if dig "gitlab" "tokenFile" "" .Values.config }}
 {{- fail "config.gitlab.tokenFile: the chart sets it to the mounted token; use gitlabToken" }}
 {{- end }}
@@ -76,10 +81,15 @@ text, including a token pasted in the wrong place. */}}
 {{- fail (printf "config.gitlab.%s: not a setting the chart passes on (the API token goes in gitlabToken)" $k) }}
 {{- end }}
 {{- end }}
+{{- with .Values.cronjob.pushgateway.url }}
+{{- if not (regexMatch "^https?://[^/@?#[:space:]]+(/[^@?#[:space:]]*)?$" .) }}
+{{- fail "cronjob.pushgateway.url: must be an http(s) base URL with a host and no user, query or fragment, such as http://prometheus-pushgateway.monitoring.svc:9091" }}
+{{- end }}
+{{- end }}
 {{- if eq .Values.mode "daemon" }}
 {{- with dig "daemon" "listen" "" .Values.config }}
-{{- if not (hasSuffix ":8080" .) }}
-{{- fail (printf "config.daemon.listen: %q; the chart's container port, probes and Service use 8080" .) }}
+{{- if not (has . (list ":8080" "0.0.0.0:8080" "[::]:8080")) }}
+{{- fail (printf "config.daemon.listen: %q; the chart's container port, probes and Service use :8080 on every address" .) }}
 {{- end }}
 {{- end }}
 {{- if and (eq (toString (dig "daemon" "leaderElection" true .Values.config)) "false") (gt (int .Values.replicas) 1) }}
