@@ -5,6 +5,7 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -97,6 +98,25 @@ func TestLeastPrivilegeRBAC(t *testing.T) {
 		buf.WriteString(c.what + ": forbidden\n")
 	}
 	t.Logf("with deploy/base/rbac.yaml only: run-once, rotation, status, daemon and a repair succeed;\n%s", buf.String())
+}
+
+// TestLeastPrivilegeRBACWithoutWatchList runs TestLeastPrivilegeRBAC again
+// with client-go's informers listing before they watch, as they do against
+// API servers without streaming lists (older K3s): the shipped RBAC must
+// grant list too. The feature gate is read once per process, hence a child.
+func TestLeastPrivilegeRBACWithoutWatchList(t *testing.T) {
+	if cluster == nil {
+		t.Skip("no kube-apiserver (run hack/kube-binaries.sh)")
+	}
+	if os.Getenv("KUBE_FEATURE_WatchListClient") == "false" {
+		t.Skip("this is the child")
+	}
+	cmd := exec.Command(os.Args[0], "-test.run=^TestLeastPrivilegeRBAC$", "-test.count=1", "-test.v")
+	cmd.Env = append(os.Environ(), "KUBE_FEATURE_WatchListClient=false")
+	out, err := cmd.CombinedOutput()
+	if err != nil || !strings.Contains(string(out), "--- PASS: TestLeastPrivilegeRBAC") {
+		t.Fatalf("TestLeastPrivilegeRBAC with KUBE_FEATURE_WatchListClient=false: %v\n%s", err, out)
+	}
 }
 
 // assertNeverForbidden fails the test if the API server answered any
