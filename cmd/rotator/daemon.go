@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"crypto/rand"
+	"crypto/tls"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -174,7 +175,13 @@ func pushMetrics(ctx context.Context, cfg *config.Config, deps *deps, rep rotati
 	}
 	pctx, cancel := context.WithTimeout(ctx, cfg.GitLab.Timeout.Std())
 	defer cancel()
-	client := &http.Client{Timeout: cfg.GitLab.Timeout.Std()}
+	// A private CA that signs GitLab's certificate usually signs the
+	// Pushgateway's too.
+	transport := http.DefaultTransport.(*http.Transport).Clone()
+	if pool := cfg.CAPool(); pool != nil {
+		transport.TLSClientConfig = &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}
+	}
+	client := &http.Client{Timeout: cfg.GitLab.Timeout.Std(), Transport: transport}
 	instance := cfg.Daemon.LeaseNamespace + "/" + cfg.Daemon.LeaseName
 	if err := m.Push(pctx, client, cfg.RunOnce.Pushgateway, instance, rep.Err == nil); err != nil {
 		log.Error("could not push metrics", "error", err)

@@ -454,6 +454,7 @@ func TestBadInput(t *testing.T) {
 		needRoot bool // skip when root, who reads anything
 		field    string
 		want     string
+		notWant  string // a secret in the input that the message must not repeat
 	}{
 		{name: "invalid cron", edits: []edit{{"schedule", "61 * * * *"}}, field: "schedule", want: "invalid cron schedule"},
 		{name: "renewBefore equals lifetime", edits: []edit{{"token.renewBefore", "30d"}}, field: "token.renewBefore", want: "must be shorter than token.lifetime (30d)"},
@@ -515,6 +516,8 @@ func TestBadInput(t *testing.T) {
 		{name: "pushgateway with credentials", edits: []edit{{"runOnce.pushgateway", "http://user:pw@pgw:9091"}}, field: "runOnce.pushgateway", want: "must not contain a user or password"},
 		{name: "pushgateway without scheme", env: map[string]string{"ROTATOR_PUSHGATEWAY": "pgw:9091"}, field: "runOnce.pushgateway", want: "(set by ROTATOR_PUSHGATEWAY)"},
 		{name: "pushgateway with push path", flags: []string{"--pushgateway=http://pgw:9091/metrics/job/x"}, field: "runOnce.pushgateway", want: "base URL"},
+		{name: "pushgateway credentials without a scheme", edits: []edit{{"runOnce.pushgateway", "admin:s3cretpw@pgw:9091"}}, field: "runOnce.pushgateway", want: "must not contain a user or password", notWant: "s3cretpw"},
+		{name: "pushgateway port out of range", edits: []edit{{"runOnce.pushgateway", "http://pgw:99999"}}, field: "runOnce.pushgateway", want: "1-65535"},
 		{name: "pushgateway with query", edits: []edit{{"runOnce.pushgateway", "http://pgw:9091/?a=b"}}, field: "runOnce.pushgateway", want: "query"},
 		{name: "verify repository missing for a group", edits: []edit{{"gitlab.project", nil}, {"gitlab.group", "games"}}, field: "verify.repository", want: "required"},
 		{name: "verify repository not an image path", edits: []edit{{"verify.repository", "Games/Fleet"}}, field: "verify.repository", want: "image path"},
@@ -565,8 +568,8 @@ func TestBadInput(t *testing.T) {
 			if !strings.Contains(msg, tt.want) {
 				t.Errorf("error %q does not contain %q", msg, tt.want)
 			}
-			if strings.Contains(msg, tokenValue) {
-				t.Errorf("error reveals the token: %q", msg)
+			if strings.Contains(msg, tokenValue) || tt.notWant != "" && strings.Contains(msg, tt.notWant) {
+				t.Errorf("error reveals a secret: %q", msg)
 			}
 		})
 	}

@@ -172,6 +172,11 @@ func (c *Config) validate() error {
 // http(s) URL with a host, and no credentials, query or fragment. example
 // shows the expected shape in messages.
 func (c *Config) parseBaseURL(f, raw, example, noUser string) (*url.URL, error) {
+	// Messages quote the value, but never what precedes an "@": without a
+	// scheme, "user:password@host" does not parse as having a user.
+	if strings.Contains(raw, "@") {
+		return nil, c.invalid(f, "must not contain a user or password (an @); "+noUser)
+	}
 	u, err := url.Parse(raw)
 	if err != nil {
 		// url.Error repeats the URL, which may hold credentials.
@@ -188,6 +193,11 @@ func (c *Config) parseBaseURL(f, raw, example, noUser string) (*url.URL, error) 
 	}
 	if u.Host == "" || u.Hostname() == "" {
 		return nil, c.invalidf(f, "has no host, got %q", raw)
+	}
+	if p := u.Port(); p != "" {
+		if n, err := strconv.Atoi(p); err != nil || n < 1 || n > 65535 {
+			return nil, c.invalidf(f, "port %q is not 1-65535", p)
+		}
 	}
 	if u.RawQuery != "" || u.Fragment != "" || u.ForceQuery {
 		return nil, c.invalidf(f, "must not have a query or fragment, got %q", raw)

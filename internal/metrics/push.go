@@ -33,10 +33,17 @@ func (m *Metrics) Push(ctx context.Context, client *http.Client, url, instance s
 		err = pusher.AddContext(ctx)
 	}
 	if err != nil {
-		return fmt.Errorf("push metrics to the Pushgateway: %w", err)
+		// The client library quotes the Pushgateway's whole answer.
+		msg := err.Error()
+		if len(msg) > maxErrorLen {
+			msg = msg[:maxErrorLen] + "…"
+		}
+		return fmt.Errorf("push metrics to the Pushgateway: %s", msg)
 	}
 	return nil
 }
+
+const maxErrorLen = 300
 
 func (m *Metrics) gatherPushable() ([]*dto.MetricFamily, error) {
 	all, err := m.registry.Gather()
