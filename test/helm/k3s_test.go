@@ -41,24 +41,15 @@ func TestK3sHelmChartCarriesTheChart(t *testing.T) {
 	if code != 0 {
 		t.Fatalf("exit %d: %s", code, stderr)
 	}
+	// The manifest's shape is hack/k3s-helmchart's tests' business; here,
+	// what it carries.
 	var hc struct {
-		APIVersion string `json:"apiVersion"`
-		Kind       string `json:"kind"`
-		Metadata   struct {
-			Name      string `json:"name"`
-			Namespace string `json:"namespace"`
-		} `json:"metadata"`
 		Spec struct {
-			TargetNamespace string `json:"targetNamespace"`
-			CreateNamespace bool   `json:"createNamespace"`
-			ChartContent    string `json:"chartContent"`
-			ValuesContent   string `json:"valuesContent"`
+			ChartContent  string `json:"chartContent"`
+			ValuesContent string `json:"valuesContent"`
 		} `json:"spec"`
 	}
-	must(t, yaml.UnmarshalStrict([]byte(out), &hc, yaml.DisallowUnknownFields))
-	if hc.APIVersion != "helm.cattle.io/v1" || hc.Kind != "HelmChart" || hc.Metadata.Namespace != "kube-system" || hc.Spec.TargetNamespace != namespace {
-		t.Fatalf("not a HelmChart for %s:\n%s", namespace, out)
-	}
+	must(t, yaml.Unmarshal([]byte(out), &hc))
 	if strings.TrimSpace(hc.Spec.ValuesContent) != strings.TrimSpace(values) {
 		t.Errorf("valuesContent %q, want the values file %q", hc.Spec.ValuesContent, values)
 	}
